@@ -1,0 +1,3 @@
+from ridehail.cli import app
+
+app(prog_name="ridehail")

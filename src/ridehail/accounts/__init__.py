@@ -1,0 +1,7 @@
+"""Accounts: sign-up, passwords, access tokens. Other domains use only what is exported here."""
+
+from ridehail.accounts.models import Account
+from ridehail.accounts.security import Passwords, Tokens
+from ridehail.accounts.service import authenticate, get_account, register
+
+__all__ = ["Account", "Passwords", "Tokens", "authenticate", "get_account", "register"]

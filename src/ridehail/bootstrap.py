@@ -1,0 +1,143 @@
+"""The composition root: settings -> adapters -> background components. The only place
+that knows which adapter the profile uses."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Collection
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import redis.asyncio as aioredis
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ridehail.accounts import Passwords, Tokens
+from ridehail.db import Database
+from ridehail.db.outbox import wrote_events
+from ridehail.dispatch import Dispatcher, DispatchPolicy, subscribe_dispatch
+from ridehail.locations.ports import DriverLocationStore
+from ridehail.messaging import EventBus, InProcessEventBus, RedisStreamsEventBus
+from ridehail.messaging.relay import OutboxRelay
+from ridehail.runtime import Runtime
+from ridehail.settings import Settings
+
+log = structlog.get_logger("ridehail.bootstrap")
+
+#: Background components a process may run: the outbox relay and the dispatcher.
+ALL_ROLES = frozenset({"relay", "dispatch"})
+
+
+class Component(Protocol):
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+
+
+@dataclass
+class Container:
+    runtime: Runtime
+    passwords: Passwords
+    tokens: Tokens
+    components: list[Component] = field(default_factory=list)
+    dispatcher: Dispatcher | None = None
+    relay: OutboxRelay | None = None
+
+
+def dispatch_policy(settings: Settings) -> DispatchPolicy:
+    return DispatchPolicy(
+        radius_m=settings.dispatch_radius_m,
+        candidates=settings.dispatch_candidates,
+        offer_ttl_s=settings.dispatch_offer_ttl_s,
+        search_timeout_s=settings.dispatch_search_timeout_s,
+        retry_interval_s=settings.dispatch_retry_interval_s,
+        stale_after_s=settings.location_stale_after_s,
+    )
+
+
+def _adapters(settings: Settings) -> tuple[DriverLocationStore, EventBus, aioredis.Redis | None]:
+    if settings.redis_url is None:
+        from ridehail.locations.memory import InMemoryLocationStore
+
+        return InMemoryLocationStore(), InProcessEventBus(), None
+    from ridehail.locations.redis_store import RedisLocationStore
+
+    client = aioredis.from_url(settings.redis_url)
+    prefix = settings.redis_key_prefix
+    return (
+        RedisLocationStore(client, key_prefix=prefix),
+        RedisStreamsEventBus(client, key_prefix=prefix),
+        client,
+    )
+
+
+def build(settings: Settings, *, roles: Collection[str] = ALL_ROLES) -> Container:
+    """Wire every adapter for ``settings``; start nothing yet."""
+    db = Database(settings.database_url)
+    store, bus, client = _adapters(settings)
+    tokens = Tokens(
+        secret=settings.resolved_jwt_secret,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        ttl_s=settings.access_token_ttl_s,
+    )
+    passwords = Passwords(
+        time_cost=settings.argon2_time_cost, memory_kib=settings.argon2_memory_kib
+    )
+    runtime = Runtime(
+        settings=settings,
+        db=db,
+        locations=store,
+        bus=bus,
+        verify_token=tokens.verify,
+        redis=client,
+    )
+    container = Container(runtime=runtime, passwords=passwords, tokens=tokens)
+    if "relay" in roles:
+        relay = OutboxRelay(db=db, bus=bus, poll_s=settings.relay_poll_s)
+        container.relay = relay
+
+        def nudge_relay(session: AsyncSession) -> None:
+            if wrote_events(session):
+                relay.nudge()
+
+        db.on_commit(nudge_relay)
+        container.components.append(relay)
+    if "dispatch" in roles and settings.dispatch_enabled:
+        dispatcher = Dispatcher(
+            db=db, store=store, policy=dispatch_policy(settings), tick_s=settings.dispatch_tick_s
+        )
+        subscribe_dispatch(bus, db=db, policy=dispatch_policy(settings), nudge=dispatcher.nudge)
+        runtime.nudge_dispatch = dispatcher.nudge
+        container.dispatcher = dispatcher
+        container.components.append(dispatcher)
+    return container
+
+
+@contextlib.asynccontextmanager
+async def running(
+    settings: Settings, *, roles: Collection[str] = ALL_ROLES
+) -> AsyncIterator[Container]:
+    """Build, start the bus and the background components, and stop them in reverse."""
+    container = build(settings, roles=roles)
+    runtime = container.runtime
+    await runtime.bus.start()
+    started: list[Component] = []
+    try:
+        for component in container.components:
+            await component.start()
+            started.append(component)
+        log.info(
+            "started",
+            database=runtime.db.dialect,
+            redis=runtime.redis is not None,
+            roles=sorted(roles),
+        )
+        yield container
+    finally:
+        for component in reversed(started):
+            await component.stop()
+        await runtime.bus.stop()
+        await runtime.locations.close()
+        if runtime.redis is not None:
+            await runtime.redis.aclose()
+        await runtime.db.dispose()

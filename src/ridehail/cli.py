@@ -1,0 +1,135 @@
+"""The `ridehail` command: serve, worker, db, users."""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import signal
+
+import typer
+from rich.console import Console
+
+from ridehail import bootstrap
+from ridehail.logging import configure as configure_logging
+from ridehail.settings import Settings
+
+app = typer.Typer(help="ridehail: a ride-hailing backend.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+users_app = typer.Typer(help="Operations staff accounts.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(users_app, name="users")
+console = Console(stderr=True)
+
+
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
+    port: int = typer.Option(8000, help="Port to listen on."),
+    role: str = typer.Option(
+        "all", help="'all': API plus relay and dispatcher; 'api': the HTTP API only."
+    ),
+    workers: int = typer.Option(1, min=1, help="API processes (production profile only)."),
+) -> None:
+    """Serve the HTTP API (and, with --role all, the background workers)."""
+    import uvicorn
+
+    settings = Settings()
+    configure_logging(level=settings.log_level, fmt=settings.log_format)
+    if role not in ("all", "api"):
+        raise typer.BadParameter("role must be 'all' or 'api'")
+    if settings.is_sqlite:
+        from ridehail.db.migrate import upgrade
+
+        upgrade(settings.database_url)
+        if workers > 1 or role != "all":
+            raise typer.BadParameter("the embedded default runs as one process with --role all")
+    _ = settings.resolved_jwt_secret  # fail early if production lacks a secret
+    import os
+
+    os.environ["RIDEHAIL_SERVE_ROLE"] = role
+    console.print(f"[bold]ridehail[/] serving on http://{host}:{port} (docs: /docs)")
+    uvicorn.run(
+        "ridehail.asgi:app",
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="warning",
+        ws_max_size=65_536,
+        proxy_headers=False,
+        lifespan="on",
+    )
+
+
+@app.command()
+def worker(
+    kind: str = typer.Argument(..., help="'dispatch' or 'relay' (or 'all')."),
+) -> None:
+    """Run background work without HTTP (production profile)."""
+    settings = Settings()
+    configure_logging(level=settings.log_level, fmt=settings.log_format)
+    roles = bootstrap.ALL_ROLES if kind == "all" else frozenset({kind})
+    if not roles <= bootstrap.ALL_ROLES:
+        raise typer.BadParameter("kind must be one of: dispatch, relay, all")
+    if settings.redis_url is None:
+        raise typer.BadParameter(
+            "workers need RIDEHAIL_REDIS_URL (the embedded default runs them inside serve)"
+        )
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        async with bootstrap.running(settings, roles=roles):
+            console.print(f"worker {kind} running; Ctrl-C to stop")
+            await stop.wait()
+
+    asyncio.run(main())
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: str = typer.Argument("head")) -> None:
+    """Apply migrations to RIDEHAIL_DATABASE_URL."""
+    from ridehail.db.migrate import upgrade
+
+    settings = Settings()
+    upgrade(settings.database_url, revision)
+    console.print(f"database at revision {revision}")
+
+
+@users_app.command("create-admin")
+def create_admin(
+    email: str = typer.Option(..., prompt=True),
+    name: str = typer.Option("Operations"),
+    password: str | None = typer.Option(None, help="Prompted for when omitted."),
+) -> None:
+    """Create an operations (admin) account; the public API never creates one."""
+    from ridehail.accounts import Passwords, register
+    from ridehail.db import Database
+    from ridehail.db.migrate import upgrade
+    from ridehail.kernel.auth import Role
+
+    settings = Settings()
+    if settings.is_sqlite:
+        upgrade(settings.database_url)
+    secret = password or getpass.getpass("Password (8+ characters): ")
+    if len(secret) < 8:
+        raise typer.BadParameter("the password needs at least 8 characters")
+
+    async def main() -> str:
+        hasher = Passwords(
+            time_cost=settings.argon2_time_cost, memory_kib=settings.argon2_memory_kib
+        )
+        password_hash = await hasher.hash(secret)
+        db = Database(settings.database_url)
+        try:
+            async with db.transaction() as session:
+                account = await register(
+                    session, role=Role.ADMIN, name=name, email=email, password_hash=password_hash
+                )
+            return account.id
+        finally:
+            await db.dispose()
+
+    admin_id = asyncio.run(main())
+    console.print(f"admin created: {admin_id}")

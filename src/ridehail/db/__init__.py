@@ -1,0 +1,7 @@
+"""Relational storage shared by every domain: engine, session, unit of work, outbox."""
+
+from ridehail.db.base import Base, UTCDateTime
+from ridehail.db.engine import Database
+from ridehail.db.outbox import OutboxEvent, add_event
+
+__all__ = ["Base", "Database", "OutboxEvent", "UTCDateTime", "add_event"]

@@ -1,0 +1,16 @@
+"""Live driver locations: ingest, nearest-driver search, trip traces.
+
+Depends on no other domain, so it can be lifted out into its own service.
+"""
+
+from ridehail.locations.ports import DriverLocationStore, LocationFix, NearbyDriver
+from ridehail.locations.service import ingest, nearby, trace_distance_m
+
+__all__ = [
+    "DriverLocationStore",
+    "LocationFix",
+    "NearbyDriver",
+    "ingest",
+    "nearby",
+    "trace_distance_m",
+]

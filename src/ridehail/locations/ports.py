@@ -1,0 +1,115 @@
+"""What the rest of the system may ask of the live driver location store.
+
+Two adapters implement :class:`DriverLocationStore`: an in-process H3 index (the embedded
+default) and Redis (the production profile). Both keep exactly the same observable rules, so
+the behavioural tests run unchanged against either.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class LocationFix:
+    """One GPS report from a driver's phone.
+
+    Validated on construction so that no adapter has to defend itself against a NaN or an
+    out-of-range coordinate (which would poison a spatial index rather than fail loudly).
+    """
+
+    driver_id: str
+    latitude: float
+    longitude: float
+    recorded_at: datetime  # timezone-aware UTC
+    heading: float | None = None
+    speed_mps: float | None = None
+    accuracy_m: float | None = None
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.latitude) and -90.0 <= self.latitude <= 90.0):
+            raise ValueError(f"latitude out of range: {self.latitude!r}")
+        if not (math.isfinite(self.longitude) and -180.0 <= self.longitude <= 180.0):
+            raise ValueError(f"longitude out of range: {self.longitude!r}")
+        if self.recorded_at.tzinfo is None:
+            raise ValueError("recorded_at must be timezone-aware")
+        for name in ("heading", "speed_mps", "accuracy_m"):
+            value = getattr(self, name)
+            if value is not None and not math.isfinite(value):
+                raise ValueError(f"{name} must be finite: {value!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class NearbyDriver:
+    """A search hit: where the driver is, how far from the query point, and how fresh."""
+
+    driver_id: str
+    latitude: float
+    longitude: float
+    distance_m: float
+    recorded_at: datetime
+
+
+class DriverLocationStore(Protocol):
+    """Live driver positions plus per-trip GPS traces.
+
+    Rules shared by every adapter:
+
+    * The live position only moves forward in time: a fix whose ``recorded_at`` is not newer
+      than the stored one is ignored for the live position (phones retry and reorder).
+    * While a trace is open for a driver, every fix is appended to it regardless of order;
+      ``end_trace`` returns the points sorted by ``recorded_at`` with exact duplicates
+      (same ``recorded_at`` and coordinates) removed.
+    * ``forget`` removes the driver's live position entirely (search and ``current``); an
+      open trace is left alone because the trip it belongs to may still be finishing.
+    * Returned datetimes are timezone-aware UTC.
+    """
+
+    async def record(self, fix: LocationFix) -> None:
+        """Store ``fix`` as the live position unless a newer-or-equal one is stored; trace it."""
+        ...
+
+    async def record_many(self, fixes: Sequence[LocationFix]) -> None:
+        """The same as calling :meth:`record` for each fix in order, but batched."""
+        ...
+
+    async def current(self, driver_id: str) -> LocationFix | None:
+        """The live position, or ``None`` if unknown or forgotten."""
+        ...
+
+    async def nearest(
+        self,
+        *,
+        latitude: float,
+        longitude: float,
+        radius_m: float,
+        limit: int,
+        fresh_since: datetime,
+    ) -> list[NearbyDriver]:
+        """Drivers within ``radius_m`` whose live fix is not older than ``fresh_since``,
+        nearest first, at most ``limit``."""
+        ...
+
+    async def forget(self, driver_id: str) -> None:
+        """Remove the driver from live search (the driver went offline)."""
+        ...
+
+    async def begin_trace(self, driver_id: str) -> None:
+        """Start a trip trace, discarding any points of an earlier unfinished one."""
+        ...
+
+    async def end_trace(self, driver_id: str) -> list[LocationFix]:
+        """Close the trace and return its points sorted by ``recorded_at``; ``[]`` if none."""
+        ...
+
+    async def ping(self) -> None:
+        """Raise if the backing store is unreachable (used by the readiness probe)."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections; the store is not used afterwards."""
+        ...

@@ -1,0 +1,60 @@
+"""Location use cases: ingest rules, nearby search, trip distance."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from ridehail.kernel.clock import utcnow
+from ridehail.kernel.errors import InvalidRequest
+from ridehail.kernel.geo import denoised_path_length_m
+from ridehail.locations.ports import DriverLocationStore, LocationFix, NearbyDriver
+
+#: A device clock may run a little ahead; more than this and the point is refused.
+MAX_CLOCK_SKEW = timedelta(seconds=30)
+
+
+async def ingest(
+    store: DriverLocationStore, fix: LocationFix, *, now: datetime | None = None
+) -> None:
+    now = now or utcnow()
+    if fix.recorded_at > now + MAX_CLOCK_SKEW:
+        raise InvalidRequest("recorded_at is in the future")
+    await store.record(fix)
+
+
+async def nearby(
+    store: DriverLocationStore,
+    *,
+    latitude: float,
+    longitude: float,
+    radius_m: float,
+    limit: int,
+    stale_after_s: float,
+) -> list[NearbyDriver]:
+    fresh_since = utcnow() - timedelta(seconds=stale_after_s)
+    return await store.nearest(
+        latitude=latitude,
+        longitude=longitude,
+        radius_m=radius_m,
+        limit=limit,
+        fresh_since=fresh_since,
+    )
+
+
+def trace_distance_m(
+    points: Sequence[LocationFix], *, since: datetime | None = None
+) -> float | None:
+    """Distance covered by a trip trace, or None when it has too few points to tell.
+
+    With ``since`` (the trip's start), the trace runs from the last fix taken at or before
+    it (where the driver was when the trip began) through every later fix; fixes from
+    before that, delivered late, are not part of the trip.
+    """
+    ordered = sorted(points, key=lambda p: p.recorded_at)
+    if since is not None:
+        before = [p for p in ordered if p.recorded_at <= since]
+        ordered = before[-1:] + [p for p in ordered if p.recorded_at > since]
+    if len(ordered) < 2:
+        return None
+    return denoised_path_length_m([(p.latitude, p.longitude, p.accuracy_m) for p in ordered])

@@ -1,0 +1,80 @@
+"""The outbox relay: publishes committed outbox rows to the event bus, oldest first, then
+marks them published. It may publish a row twice (a crash between publish and mark), never
+zero times; consumers deduplicate by event id."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import structlog
+from sqlalchemy import select, update
+
+from ridehail.db import Database, OutboxEvent
+from ridehail.kernel.clock import utcnow
+from ridehail.messaging.ports import EventBus, Message
+
+log = structlog.get_logger("ridehail.relay")
+
+BATCH = 200
+
+
+class OutboxRelay:
+    def __init__(self, *, db: Database, bus: EventBus, poll_s: float) -> None:
+        self._db = db
+        self._bus = bus
+        self._poll_s = poll_s
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def nudge(self) -> None:
+        self._wake.set()
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="outbox-relay")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                while await self.relay_once() == BATCH:
+                    pass
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("outbox_relay_failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self._poll_s)
+            self._wake.clear()
+
+    async def relay_once(self) -> int:
+        """Publish one batch of unpublished events; returns how many. Rows are locked with
+        SKIP LOCKED on PostgreSQL so several relays never publish the same batch at once."""
+        async with self._db.transaction() as session:
+            stmt = (
+                select(OutboxEvent)
+                .where(OutboxEvent.published_at.is_(None))
+                .order_by(OutboxEvent.seq)
+                .limit(BATCH)
+            )
+            if not self._db.is_sqlite:
+                stmt = stmt.with_for_update(skip_locked=True)
+            rows = list((await session.execute(stmt)).scalars())
+            if not rows:
+                return 0
+            await self._bus.publish_many(
+                [Message(id=r.event_id, topic=r.topic, payload=r.payload) for r in rows]
+            )
+            await session.execute(
+                update(OutboxEvent)
+                .where(OutboxEvent.seq.in_([r.seq for r in rows]))
+                .values(published_at=utcnow())
+                .execution_options(synchronize_session=False)
+            )
+        return len(rows)

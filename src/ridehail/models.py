@@ -1,0 +1,22 @@
+"""Every table of every domain, gathered for Alembic and for tests. Nothing else imports it."""
+
+from ridehail.accounts.models import Account
+from ridehail.db import Base
+from ridehail.db.outbox import OutboxEvent
+from ridehail.db.processed import ProcessedEvent
+from ridehail.dispatch.models import Offer, Search
+from ridehail.drivers.models import Driver
+from ridehail.rides.models import Ride
+
+metadata = Base.metadata
+
+__all__ = [
+    "Account",
+    "Driver",
+    "Offer",
+    "OutboxEvent",
+    "ProcessedEvent",
+    "Ride",
+    "Search",
+    "metadata",
+]

@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Float, Index, String, text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from ridehail.db import Base, UTCDateTime
+
+_DRIVER_ACTIVE_SQL = "status IN ('driver_en_route', 'driver_arrived', 'in_progress')"
+_RIDER_ACTIVE_SQL = "status IN ('searching', 'driver_en_route', 'driver_arrived', 'in_progress')"
+
+
+class Ride(Base):
+    __tablename__ = "rides_rides"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    rider_id: Mapped[str] = mapped_column(String(40))
+    driver_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    status: Mapped[str] = mapped_column(String(24))
+    start_latitude: Mapped[float] = mapped_column(Float)
+    start_longitude: Mapped[float] = mapped_column(Float)
+    end_latitude: Mapped[float] = mapped_column(Float)
+    end_longitude: Mapped[float] = mapped_column(Float)
+    fare_estimate: Mapped[dict[str, Any]] = mapped_column(JSON)
+    fare: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    #: Driver name and vehicle as they were when the driver accepted (receipts keep them).
+    driver_snapshot: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    distance_m: Mapped[float | None] = mapped_column(Float, nullable=True)
+    duration_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    cancel_reason: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    cancelled_by: Mapped[str | None] = mapped_column(String(10), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    accepted_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    arrived_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+    __table_args__ = (
+        Index("ix_rides_rides_rider_id_id", "rider_id", "id"),
+        Index("ix_rides_rides_driver_id_id", "driver_id", "id"),
+        Index("ix_rides_rides_status_id", "status", "id"),
+        Index(
+            "uq_rides_one_active_ride_per_driver",
+            "driver_id",
+            unique=True,
+            postgresql_where=text(_DRIVER_ACTIVE_SQL),
+            sqlite_where=text(_DRIVER_ACTIVE_SQL),
+        ),
+        Index(
+            "uq_rides_one_active_ride_per_rider",
+            "rider_id",
+            unique=True,
+            postgresql_where=text(_RIDER_ACTIVE_SQL),
+            sqlite_where=text(_RIDER_ACTIVE_SQL),
+        ),
+    )

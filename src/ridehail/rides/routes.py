@@ -1,0 +1,114 @@
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Annotated
+
+from fastapi import APIRouter, Query, status
+
+from ridehail import pricing
+from ridehail.kernel.auth import Role
+from ridehail.kernel.errors import InvalidRequest
+from ridehail.rides import service
+from ridehail.rides.domain import RideStatus
+from ridehail.rides.schemas import RideCancel, RideCreate, RideOut, RidePage
+from ridehail.web.deps import PrincipalDep, ReadSession, RuntimeDep, require_role
+
+router = APIRouter(prefix="/api/v1", tags=["rides"])
+
+
+@router.post("/rides", status_code=status.HTTP_202_ACCEPTED, response_model=RideOut)
+async def request_ride(body: RideCreate, principal: PrincipalDep, runtime: RuntimeDep) -> RideOut:
+    """Request a ride. It starts `searching`; the dispatcher offers it to nearby drivers."""
+    require_role(principal, Role.RIDER)
+    trip = service.Trip(
+        start=(body.start_latitude, body.start_longitude),
+        end=(body.end_latitude, body.end_longitude),
+    )
+    policy = pricing.policy_from_settings(runtime.settings)
+    async with runtime.db.transaction() as session:
+        ride = await service.request_ride(
+            session, rider_id=principal.subject_id, trip=trip, policy=policy
+        )
+    return RideOut.of(ride)
+
+
+def _encode_token(ride_id: str) -> str:
+    return base64.urlsafe_b64encode(ride_id.encode()).decode().rstrip("=")
+
+
+def _decode_token(token: str) -> str:
+    try:
+        padded = token + "=" * (-len(token) % 4)
+        value = base64.urlsafe_b64decode(padded.encode()).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+        raise InvalidRequest("page_token is not valid") from exc
+    if not value.startswith("ride_"):
+        raise InvalidRequest("page_token is not valid")
+    return value
+
+
+@router.get("/rides", response_model=RidePage)
+async def list_rides(
+    principal: PrincipalDep,
+    session: ReadSession,
+    status_filter: Annotated[RideStatus | None, Query(alias="status")] = None,
+    page_size: Annotated[int, Query(ge=1, le=100)] = 20,
+    page_token: Annotated[str | None, Query(max_length=200)] = None,
+) -> RidePage:
+    """The caller's rides (all rides for an admin), newest first."""
+    before = _decode_token(page_token) if page_token else None
+    rides = await service.list_rides_for(
+        session, principal=principal, status=status_filter, before_id=before, limit=page_size + 1
+    )
+    more = len(rides) > page_size
+    rides = rides[:page_size]
+    token = _encode_token(rides[-1].id) if more and rides else None
+    return RidePage(rides=[RideOut.of(r) for r in rides], next_page_token=token)
+
+
+@router.get("/rides/{ride_id}", response_model=RideOut)
+async def get_ride(ride_id: str, principal: PrincipalDep, session: ReadSession) -> RideOut:
+    ride = await service.get_ride_for(session, principal=principal, ride_id=ride_id)
+    return RideOut.of(ride)
+
+
+@router.post("/rides/{ride_id}:arrive", response_model=RideOut)
+async def arrive(ride_id: str, principal: PrincipalDep, runtime: RuntimeDep) -> RideOut:
+    driver_id = service.ensure_driver(principal)
+    async with runtime.db.transaction() as session:
+        ride = await service.arrive(session, ride_id=ride_id, driver_id=driver_id)
+    return RideOut.of(ride)
+
+
+@router.post("/rides/{ride_id}:start", response_model=RideOut)
+async def start(ride_id: str, principal: PrincipalDep, runtime: RuntimeDep) -> RideOut:
+    driver_id = service.ensure_driver(principal)
+    async with runtime.db.transaction() as session:
+        ride = await service.start(
+            session, ride_id=ride_id, driver_id=driver_id, store=runtime.locations
+        )
+    return RideOut.of(ride)
+
+
+@router.post("/rides/{ride_id}:complete", response_model=RideOut)
+async def complete(ride_id: str, principal: PrincipalDep, runtime: RuntimeDep) -> RideOut:
+    """Finish the trip; the fare is computed from the distance actually driven."""
+    driver_id = service.ensure_driver(principal)
+    policy = pricing.policy_from_settings(runtime.settings)
+    async with runtime.db.transaction() as session:
+        ride = await service.complete(
+            session, ride_id=ride_id, driver_id=driver_id, store=runtime.locations, policy=policy
+        )
+    return RideOut.of(ride)
+
+
+@router.post("/rides/{ride_id}:cancel", response_model=RideOut)
+async def cancel(
+    ride_id: str, principal: PrincipalDep, runtime: RuntimeDep, body: RideCancel | None = None
+) -> RideOut:
+    """Rider: the ride is cancelled. Driver before pickup: the ride searches again."""
+    reason = body.reason if body else None
+    async with runtime.db.transaction() as session:
+        ride = await service.cancel(session, ride_id=ride_id, principal=principal, reason=reason)
+    return RideOut.of(ride)

@@ -1,0 +1,284 @@
+"""Ride use cases. They never commit; every status change is a guarded UPDATE plus an
+outbox event in the caller's transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ridehail import locations, pricing
+from ridehail.contracts import RideRequested, RideStatusChanged
+from ridehail.db import add_event
+from ridehail.kernel.auth import Principal, Role
+from ridehail.kernel.clock import utcnow
+from ridehail.kernel.errors import Conflict, NotFound, PermissionDenied
+from ridehail.kernel.ids import new_id
+from ridehail.rides import repository
+from ridehail.rides.domain import RideStatus, ensure_transition, status_after_cancel
+from ridehail.rides.models import Ride
+
+S = RideStatus
+
+
+@dataclass(frozen=True, slots=True)
+class Trip:
+    start: tuple[float, float]
+    end: tuple[float, float]
+
+
+async def request_ride(
+    session: AsyncSession, *, rider_id: str, trip: Trip, policy: pricing.FarePolicy
+) -> Ride:
+    estimate = pricing.estimate_fare(policy, start=trip.start, end=trip.end)
+    now = utcnow()
+    ride = Ride(
+        id=new_id("ride"),
+        rider_id=rider_id,
+        status=S.SEARCHING.value,
+        start_latitude=trip.start[0],
+        start_longitude=trip.start[1],
+        end_latitude=trip.end[0],
+        end_longitude=trip.end[1],
+        fare_estimate=estimate.as_json(),
+        created_at=now,
+        updated_at=now,
+    )
+    await repository.add(session, ride)
+    add_event(
+        session,
+        RideRequested(
+            ride_id=ride.id,
+            rider_id=rider_id,
+            pickup_latitude=trip.start[0],
+            pickup_longitude=trip.start[1],
+        ),
+    )
+    return ride
+
+
+def can_view(principal: Principal, ride: Ride) -> bool:
+    if principal.is_admin:
+        return True
+    if principal.role is Role.RIDER:
+        return ride.rider_id == principal.subject_id
+    return ride.driver_id == principal.subject_id
+
+
+async def get_ride(session: AsyncSession, ride_id: str) -> Ride:
+    ride = await repository.get(session, ride_id)
+    if ride is None:
+        raise NotFound("ride not found")
+    return ride
+
+
+async def lock_ride(session: AsyncSession, ride_id: str) -> Ride:
+    """Read the ride and hold its row lock until the transaction ends (PostgreSQL; SQLite's
+    writer lock already serialises). For lock ordering, not as the guard: the guard is
+    still the conditional UPDATE."""
+    ride = await repository.get_for_update(session, ride_id)
+    if ride is None:
+        raise NotFound("ride not found")
+    return ride
+
+
+async def get_ride_for(session: AsyncSession, *, principal: Principal, ride_id: str) -> Ride:
+    """The ride if the caller may see it. Someone else's ride is 'not found', not
+    'forbidden': its existence is not the caller's business."""
+    ride = await repository.get(session, ride_id)
+    if ride is None or not can_view(principal, ride):
+        raise NotFound("ride not found")
+    return ride
+
+
+async def list_rides_for(
+    session: AsyncSession,
+    *,
+    principal: Principal,
+    status: RideStatus | None,
+    before_id: str | None,
+    limit: int,
+) -> list[Ride]:
+    rider_id = principal.subject_id if principal.role is Role.RIDER else None
+    driver_id = principal.subject_id if principal.role is Role.DRIVER else None
+    return await repository.list_rides(
+        session,
+        rider_id=rider_id,
+        driver_id=driver_id,
+        status=status,
+        before_id=before_id,
+        limit=limit,
+    )
+
+
+async def _move(
+    session: AsyncSession,
+    ride: Ride,
+    target: RideStatus,
+    *,
+    values: dict[str, Any] | None = None,
+    driver_id: str | None = None,
+    reason: str | None = None,
+) -> Ride:
+    """Guarded transition of ``ride`` (as read) to ``target``, with its event."""
+    current = RideStatus(ride.status)
+    ensure_transition(current, target)
+    now = utcnow()
+    changes = {"status": target.value, "updated_at": now, **(values or {})}
+    won = await repository.transition(
+        session, ride_id=ride.id, expected=current, values=changes, driver_id=driver_id
+    )
+    if not won:
+        raise Conflict("the ride changed meanwhile; reload it and try again")
+    add_event(
+        session,
+        RideStatusChanged(
+            ride_id=ride.id,
+            rider_id=ride.rider_id,
+            driver_id=changes.get("driver_id", ride.driver_id) or ride.driver_id,
+            previous_status=current.value,
+            status=target.value,
+            reason=reason,
+        ),
+    )
+    return await get_ride(session, ride.id)
+
+
+async def assign_driver(
+    session: AsyncSession, *, ride_id: str, driver_id: str, snapshot: dict[str, Any]
+) -> Ride:
+    """Give a searching ride to a driver. Of concurrent calls for one ride exactly one wins;
+    a driver who already has an active ride is refused by a unique index."""
+    ride = await get_ride(session, ride_id)
+    if ride.status != S.SEARCHING.value:
+        raise Conflict(f"the ride is {ride.status}, no longer searching")
+    return await _move(
+        session,
+        ride,
+        S.DRIVER_EN_ROUTE,
+        values={"driver_id": driver_id, "driver_snapshot": snapshot, "accepted_at": utcnow()},
+    )
+
+
+async def _own_ride_as_driver(session: AsyncSession, ride_id: str, driver_id: str) -> Ride:
+    ride = await lock_ride(session, ride_id)
+    if ride.driver_id != driver_id:
+        raise NotFound("ride not found")
+    return ride
+
+
+async def arrive(session: AsyncSession, *, ride_id: str, driver_id: str) -> Ride:
+    ride = await _own_ride_as_driver(session, ride_id, driver_id)
+    return await _move(
+        session, ride, S.DRIVER_ARRIVED, values={"arrived_at": utcnow()}, driver_id=driver_id
+    )
+
+
+async def start(
+    session: AsyncSession, *, ride_id: str, driver_id: str, store: locations.DriverLocationStore
+) -> Ride:
+    ride = await _own_ride_as_driver(session, ride_id, driver_id)
+    moved = await _move(
+        session, ride, S.IN_PROGRESS, values={"started_at": utcnow()}, driver_id=driver_id
+    )
+    await store.begin_trace(driver_id)
+    # The trip starts where the driver is: seed the trace with their latest fix.
+    here = await store.current(driver_id)
+    if here is not None:
+        await store.record(here)
+    return moved
+
+
+async def complete(
+    session: AsyncSession,
+    *,
+    ride_id: str,
+    driver_id: str,
+    store: locations.DriverLocationStore,
+    policy: pricing.FarePolicy,
+) -> Ride:
+    """Finish the trip and price it from the distance the driver's locations actually
+    covered (jitter within the reported accuracy ignored). With fewer than two recorded
+    points the estimated route distance is charged instead."""
+    ride = await _own_ride_as_driver(session, ride_id, driver_id)
+    ensure_transition(RideStatus(ride.status), S.COMPLETED)
+    now = utcnow()
+    trace = await store.end_trace(driver_id)
+    started_at: datetime = ride.started_at or now
+    distance = locations.trace_distance_m(trace, since=started_at)
+    if distance is None:
+        distance, _ = pricing.estimate_route(
+            policy,
+            start=(ride.start_latitude, ride.start_longitude),
+            end=(ride.end_latitude, ride.end_longitude),
+        )
+    duration = max(0.0, (now - started_at).total_seconds())
+    fare = pricing.compute_fare(policy, distance_m=distance, duration_s=duration)
+    return await _move(
+        session,
+        ride,
+        S.COMPLETED,
+        driver_id=driver_id,
+        values={
+            "completed_at": now,
+            "fare": fare.as_json(),
+            "distance_m": round(distance, 1),
+            "duration_s": round(duration, 1),
+        },
+    )
+
+
+async def cancel(
+    session: AsyncSession, *, ride_id: str, principal: Principal, reason: str | None
+) -> Ride:
+    """Rider or admin: the ride ends. Driver before pickup: the ride goes back to the search
+    (without this driver); driver after pickup: the ride ends."""
+    # Decide from the status as it is once we hold the row: a cancel racing an accept
+    # then cancels the assigned ride instead of failing on a status it read too early.
+    ride = await lock_ride(session, ride_id)
+    if not can_view(principal, ride):
+        raise NotFound("ride not found")
+    current = RideStatus(ride.status)
+    target = status_after_cancel(current, principal.role)
+    now = utcnow()
+    if target is S.SEARCHING:
+        values: dict[str, Any] = {
+            "driver_id": None,
+            "driver_snapshot": None,
+            "accepted_at": None,
+            "arrived_at": None,
+        }
+        return await _move(
+            session,
+            ride,
+            target,
+            values=values,
+            driver_id=ride.driver_id,
+            reason=reason or "driver_cancelled",
+        )
+    values = {"cancelled_at": now, "cancel_reason": reason, "cancelled_by": principal.role.value}
+    return await _move(session, ride, target, values=values, reason=reason)
+
+
+async def give_up_search(session: AsyncSession, *, ride_id: str) -> Ride | None:
+    """The dispatcher found nobody in time. A no-op (None) if the ride left 'searching'."""
+    ride = await get_ride(session, ride_id)
+    if ride.status != S.SEARCHING.value:
+        return None
+    try:
+        return await _move(session, ride, S.NO_DRIVERS_AVAILABLE, reason="search_timeout")
+    except Conflict:
+        return None
+
+
+async def drivers_with_active_rides(session: AsyncSession, driver_ids: Collection[str]) -> set[str]:
+    return await repository.drivers_with_active_rides(session, driver_ids)
+
+
+def ensure_driver(principal: Principal) -> str:
+    if principal.role is not Role.DRIVER:
+        raise PermissionDenied("only the ride's driver may do this")
+    return principal.subject_id

@@ -1,0 +1,84 @@
+"""Configuration from RIDEHAIL_* environment variables, read in one place.
+
+Secrets are `SecretStr`, so they never reach a log line or a repr.
+"""
+
+from __future__ import annotations
+
+import secrets
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///var/ridehail.db"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RIDEHAIL_", extra="ignore")
+
+    database_url: str = DEFAULT_DATABASE_URL
+    redis_url: str | None = None
+    redis_key_prefix: str = "ridehail:"
+    jwt_secret: SecretStr | None = None
+    jwt_issuer: str = "ridehail"
+    jwt_audience: str = "ridehail-api"
+    access_token_ttl_s: int = Field(default=3600, gt=0)
+    var_dir: Path = Path("var")
+
+    # argon2id cost; tests lower these to keep the suite fast.
+    argon2_time_cost: int = Field(default=3, ge=1)
+    argon2_memory_kib: int = Field(default=65536, ge=8)
+
+    max_body_bytes: int = Field(default=1_048_576, gt=0)
+    log_level: str = "INFO"
+    log_format: Literal["console", "json"] = "console"
+
+    location_stale_after_s: float = Field(default=30.0, gt=0)
+    nearby_max_radius_m: float = Field(default=20_000.0, gt=0)
+    nearby_rider_max_radius_m: float = Field(default=5_000.0, gt=0)
+    nearby_rider_max_results: int = Field(default=20, gt=0)
+    nearby_coarse_cell_m: float = Field(default=100.0, gt=0)
+
+    dispatch_enabled: bool = True
+    dispatch_radius_m: float = Field(default=5_000.0, gt=0)
+    dispatch_candidates: int = Field(default=20, gt=0)
+    dispatch_offer_ttl_s: float = Field(default=15.0, gt=0)
+    dispatch_search_timeout_s: float = Field(default=120.0, gt=0)
+    dispatch_retry_interval_s: float = Field(default=2.0, gt=0)
+    dispatch_tick_s: float = Field(default=0.5, gt=0)
+    relay_poll_s: float = Field(default=0.2, gt=0)
+
+    currency: str = "USD"
+    fare_base: str = "2.50"
+    fare_per_km: str = "1.20"
+    fare_per_minute: str = "0.30"
+    fare_minimum: str = "6.00"
+    fare_booking_fee: str = "1.00"
+    fare_detour_factor: float = Field(default=1.3, ge=1.0)
+    fare_assumed_speed_kmh: float = Field(default=25.0, gt=0)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def embedded(self) -> bool:
+        """True when running on the embedded default (no Redis configured)."""
+        return self.redis_url is None
+
+    @cached_property
+    def resolved_jwt_secret(self) -> str:
+        """The signing secret: configured, else (embedded default only) one kept under var/."""
+        if self.jwt_secret is not None:
+            return self.jwt_secret.get_secret_value()
+        if not self.is_sqlite:
+            raise RuntimeError("RIDEHAIL_JWT_SECRET must be set when not on the embedded default")
+        path = self.var_dir / "jwt_secret"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_urlsafe(48))
+            path.chmod(0o600)
+        return path.read_text().strip()

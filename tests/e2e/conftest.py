@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.profiles import FAST_SETTINGS
+
+RIDEHAIL = [sys.executable, "-m", "ridehail"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def server_env(extra: dict[str, str]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RIDEHAIL_")}
+    for key, value in FAST_SETTINGS.items():
+        env[f"RIDEHAIL_{key.upper()}"] = str(value)
+    env.update(extra)
+    return env
+
+
+class Processes:
+    """Started server/worker processes, stopped (SIGTERM, then SIGKILL) at the end."""
+
+    def __init__(self, logs: Path) -> None:
+        self.logs = logs
+        self.procs: list[tuple[subprocess.Popen[bytes], Path]] = []
+
+    def start(self, args: list[str], env: dict[str, str], name: str) -> subprocess.Popen[bytes]:
+        log = self.logs / f"{name}.log"
+        handle = log.open("wb")
+        proc = subprocess.Popen(
+            [*RIDEHAIL, *args], env=env, stdout=handle, stderr=subprocess.STDOUT, cwd=self.logs
+        )
+        self.procs.append((proc, log))
+        return proc
+
+    def wait_ready(self, base_url: str, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for proc, log in self.procs:
+                if proc.poll() is not None:
+                    raise AssertionError(f"process exited early:\n{log.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{base_url}/readyz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise AssertionError(f"{base_url} did not become ready")
+
+    def stop_all(self) -> None:
+        for proc, _ in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc, _ in self.procs:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@pytest.fixture
+def processes(tmp_path: Path) -> Iterator[Processes]:
+    procs = Processes(tmp_path)
+    yield procs
+    procs.stop_all()

@@ -1,0 +1,165 @@
+"""Real server processes on real sockets: the README's walk-through over HTTP."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ridehail.kernel.geo import offset
+from tests import profiles
+from tests.e2e.conftest import Processes, free_port, server_env
+
+pytestmark = pytest.mark.e2e
+
+PICKUP = (60.1699, 24.9384)
+DROPOFF = offset(*PICKUP, north_m=3000, east_m=0)
+
+
+def walkthrough(base_url: str) -> dict[str, object]:
+    """Register, go online, request, get the offer, accept, drive, complete."""
+    tag = uuid.uuid4().hex[:8]
+    with httpx.Client(base_url=base_url, timeout=10) as http:
+        assert (
+            http.post(
+                "/api/v1/riders",
+                json={
+                    "name": "Rita",
+                    "email": f"rita-{tag}@example.com",
+                    "password": "correct-horse",
+                },
+            ).status_code
+            == 201
+        )
+        driver = http.post(
+            "/api/v1/drivers",
+            json={
+                "name": "Dmitri",
+                "email": f"dmitri-{tag}@example.com",
+                "password": "correct-horse",
+                "license_number": "L-1",
+                "vehicle": {"make": "Skoda", "model": "Octavia", "plate": "ZZZ-9"},
+            },
+        ).json()
+        rider_token = http.post(
+            "/api/v1/auth/token",
+            json={"email": f"rita-{tag}@example.com", "password": "correct-horse"},
+        ).json()["access_token"]
+        driver_token = http.post(
+            "/api/v1/auth/token",
+            json={"email": f"dmitri-{tag}@example.com", "password": "correct-horse"},
+        ).json()["access_token"]
+        rh = {"Authorization": f"Bearer {rider_token}"}
+        dh = {"Authorization": f"Bearer {driver_token}"}
+        did = driver["driver_id"]
+        assert (
+            http.put(
+                f"/api/v1/drivers/{did}/availability", json={"status": "available"}, headers=dh
+            ).status_code
+            == 200
+        )
+        near = offset(*PICKUP, north_m=150, east_m=0)
+        assert (
+            http.put(
+                f"/api/v1/drivers/{did}/location",
+                json={"latitude": near[0], "longitude": near[1]},
+                headers=dh,
+            ).status_code
+            == 204
+        )
+        ride = http.post(
+            "/api/v1/rides",
+            json={
+                "start_latitude": PICKUP[0],
+                "start_longitude": PICKUP[1],
+                "end_latitude": DROPOFF[0],
+                "end_longitude": DROPOFF[1],
+            },
+            headers=rh,
+        )
+        assert ride.status_code == 202, ride.text
+        ride_id = ride.json()["ride_id"]
+        deadline = time.monotonic() + 15
+        offers: list[dict[str, object]] = []
+        while time.monotonic() < deadline and not offers:
+            offers = http.get(f"/api/v1/drivers/{did}/offers", headers=dh).json()["offers"]
+            time.sleep(0.1)
+        assert offers and offers[0]["ride_id"] == ride_id
+        for verb, status in (
+            ("accept", "driver_en_route"),
+            ("arrive", "driver_arrived"),
+            ("start", "in_progress"),
+        ):
+            if verb == "start":  # the driver is at the pickup when the trip starts
+                at_pickup = {"latitude": PICKUP[0], "longitude": PICKUP[1], "accuracy_m": 5}
+                http.put(f"/api/v1/drivers/{did}/location", json=at_pickup, headers=dh)
+            resp = http.post(f"/api/v1/rides/{ride_id}:{verb}", headers=dh)
+            assert resp.status_code == 200, resp.text
+            assert resp.json()["status"] == status
+        for i in range(1, 7):
+            lat, lon = offset(*PICKUP, north_m=500 * i, east_m=0)
+            assert (
+                http.put(
+                    f"/api/v1/drivers/{did}/location",
+                    json={"latitude": lat, "longitude": lon, "accuracy_m": 5},
+                    headers=dh,
+                ).status_code
+                == 204
+            )
+        done = http.post(f"/api/v1/rides/{ride_id}:complete", headers=dh)
+        assert done.status_code == 200, done.text
+        body = done.json()
+        assert body["status"] == "completed"
+        assert abs(body["distance_m"] - 3000) < 10
+        seen = http.get(f"/api/v1/rides/{ride_id}", headers=rh).json()
+        assert seen["fare"] == body["fare"]
+        metrics = http.get("/metrics").text
+        assert "ridehail_http_requests_total" in metrics
+        return body
+
+
+def test_embedded_default_serves_the_walkthrough(processes: Processes, tmp_path: Path) -> None:
+    port = free_port()
+    env = server_env(
+        {
+            "RIDEHAIL_VAR_DIR": str(tmp_path / "var"),
+            "RIDEHAIL_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/var/ridehail.db",
+        }
+    )
+    env.pop("RIDEHAIL_JWT_SECRET")  # the embedded default makes and keeps its own
+    processes.start(["serve", "--port", str(port)], env, "serve")
+    base = f"http://127.0.0.1:{port}"
+    processes.wait_ready(base)
+    walkthrough(base)
+    assert (tmp_path / "var" / "jwt_secret").exists()
+
+
+@pytest.fixture
+async def pg_db(postgres_url: str) -> AsyncIterator[str]:
+    url = await profiles.create_database(postgres_url)
+    yield url
+    await profiles.drop_database(postgres_url, url)
+
+
+def test_production_profile_api_and_dispatch_worker_processes(
+    processes: Processes, pg_db: str, redis_url: str, redis_prefix: str
+) -> None:
+    env = server_env(
+        {
+            "RIDEHAIL_DATABASE_URL": pg_db,
+            "RIDEHAIL_REDIS_URL": redis_url,
+            "RIDEHAIL_REDIS_KEY_PREFIX": redis_prefix,
+        }
+    )
+    ports = [free_port(), free_port()]
+    for i, port in enumerate(ports):
+        processes.start(["serve", "--role", "api", "--port", str(port)], env, f"api{i}")
+    processes.start(["worker", "dispatch"], env, "dispatch")
+    for port in ports:
+        processes.wait_ready(f"http://127.0.0.1:{port}")
+    walkthrough(f"http://127.0.0.1:{ports[0]}")
+    walkthrough(f"http://127.0.0.1:{ports[1]}")
