@@ -37,7 +37,7 @@ def settings_for(
     )
 
 
-def _asyncpg_dsn(url: str, database: str | None = None) -> str:
+def asyncpg_dsn(url: str, database: str | None = None) -> str:
     parsed = make_url(url).set(drivername="postgresql")
     if database is not None:
         parsed = parsed.set(database=database)
@@ -47,7 +47,7 @@ def _asyncpg_dsn(url: str, database: str | None = None) -> str:
 async def create_database(admin_url: str) -> str:
     """A new, migrated PostgreSQL database for this test session; returns its URL."""
     name = f"ridehail_test_{uuid.uuid4().hex[:10]}"
-    conn = await asyncpg.connect(_asyncpg_dsn(admin_url))
+    conn = await asyncpg.connect(asyncpg_dsn(admin_url))
     try:
         await conn.execute(f'CREATE DATABASE "{name}"')
     finally:
@@ -59,7 +59,7 @@ async def create_database(admin_url: str) -> str:
 
 async def drop_database(admin_url: str, url: str) -> None:
     name = make_url(url).database
-    conn = await asyncpg.connect(_asyncpg_dsn(admin_url))
+    conn = await asyncpg.connect(asyncpg_dsn(admin_url))
     try:
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
@@ -70,7 +70,7 @@ async def truncate_all(url: str) -> None:
     from ridehail.models import metadata
 
     tables = ", ".join(f'"{t.name}"' for t in metadata.sorted_tables)
-    conn = await asyncpg.connect(_asyncpg_dsn(url))
+    conn = await asyncpg.connect(asyncpg_dsn(url))
     try:
         await conn.execute(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
     finally:

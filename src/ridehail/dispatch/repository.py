@@ -17,11 +17,24 @@ async def get_search(session: AsyncSession, ride_id: str) -> Search | None:
     return await session.get(Search, ride_id)
 
 
-async def lock_search(session: AsyncSession, ride_id: str) -> Search | None:
-    result = await session.execute(
-        select(Search).where(Search.ride_id == ride_id).with_for_update()
-    )
-    return result.scalar_one_or_none()
+async def lock_searches(
+    session: AsyncSession, ride_ids: Collection[str], *, skip_locked: bool = False
+) -> set[str]:
+    """Lock the searches of ``ride_ids`` in ride-id order (one global order, so two
+    transactions locking several searches never wait on each other in a cycle). Returns
+    the ids locked; with ``skip_locked``, searches busy elsewhere are left out."""
+    if not ride_ids:
+        return set()
+    stmt = select(Search.ride_id).where(Search.ride_id.in_(sorted(ride_ids)))
+    stmt = stmt.order_by(Search.ride_id).with_for_update(skip_locked=skip_locked)
+    return set((await session.execute(stmt)).scalars())
+
+
+async def existing_searches(session: AsyncSession, ride_ids: Collection[str]) -> set[str]:
+    if not ride_ids:
+        return set()
+    stmt = select(Search.ride_id).where(Search.ride_id.in_(list(ride_ids)))
+    return set((await session.execute(stmt)).scalars())
 
 
 async def claim_due_search(session: AsyncSession, now: datetime) -> Search | None:
@@ -96,21 +109,28 @@ async def respond(
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
-async def expire_offers(session: AsyncSession, now: datetime) -> set[str]:
-    """Mark overdue pending offers expired; returns the rides they were for."""
+async def rides_with_overdue_offers(session: AsyncSession, now: datetime) -> set[str]:
     result = await session.execute(
-        select(Offer.id, Offer.ride_id).where(Offer.status == PENDING, Offer.expires_at <= now)
+        select(Offer.ride_id).where(Offer.status == PENDING, Offer.expires_at <= now).distinct()
     )
-    rows = list(result.all())
-    if not rows:
-        return set()
-    await session.execute(
+    return set(result.scalars())
+
+
+async def expire_offers(session: AsyncSession, ride_ids: Collection[str], now: datetime) -> int:
+    """Mark the overdue pending offers of ``ride_ids`` expired."""
+    if not ride_ids:
+        return 0
+    result = await session.execute(
         update(Offer)
-        .where(Offer.id.in_([r.id for r in rows]), Offer.status == PENDING)
+        .where(
+            Offer.ride_id.in_(list(ride_ids)),
+            Offer.status == PENDING,
+            Offer.expires_at <= now,
+        )
         .values(status="expired")
         .execution_options(synchronize_session=False)
     )
-    return {r.ride_id for r in rows}
+    return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 async def withdraw_offers(

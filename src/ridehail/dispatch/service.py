@@ -3,6 +3,10 @@
 A search is advanced by whichever dispatcher claims it when it is due; all of its state
 (deadline, next check, offers and their expiry) is in the database, so a dispatcher that
 dies loses nothing. Who gets the ride is decided by a guarded UPDATE on the ride itself.
+
+Lock order, everywhere: driver, then searches (by ride id), then ride, then offers. Every
+write path below takes its locks in that order, so concurrent accepts, declines, expiries,
+cancels and a driver going offline queue behind each other instead of deadlocking.
 """
 
 from __future__ import annotations
@@ -65,6 +69,7 @@ async def open_search(
 
 
 async def close_search(session: AsyncSession, *, ride_id: str, outcome: str, now: datetime) -> None:
+    await repository.lock_searches(session, [ride_id])
     await repository.withdraw_offers(session, ride_id=ride_id)
     search = await repository.get_search(session, ride_id)
     if search is not None and search.state == "active":
@@ -186,11 +191,10 @@ async def accept(
     searching (one guarded UPDATE decides between concurrent accepts); a driver with an
     active ride is refused by the database's unique index.
 
-    Locks are taken in one order — driver, search, ride, offers — so that concurrent
-    accepts queue (on the driver for one driver's accepts, on the search for one ride's)
-    instead of deadlocking on each other's offer rows and index entries."""
+    Concurrent accepts queue on the driver (one driver's accepts) and on the search (one
+    ride's accepts) instead of deadlocking on each other's offer rows and index entries."""
     driver = await drivers.lock_driver(session, driver_id)
-    await repository.lock_search(session, ride_id)
+    await repository.lock_searches(session, [ride_id])
     await rides.lock_ride(session, ride_id)
     if not await repository.respond(
         session, ride_id=ride_id, driver_id=driver_id, status="accepted", now=now
@@ -206,6 +210,8 @@ async def accept(
 
 
 async def decline(session: AsyncSession, *, ride_id: str, driver_id: str, now: datetime) -> None:
+    await drivers.lock_driver(session, driver_id)
+    await repository.lock_searches(session, [ride_id])
     if not await repository.respond(
         session, ride_id=ride_id, driver_id=driver_id, status="declined", now=now
     ):
@@ -224,12 +230,23 @@ async def open_offers(session: AsyncSession, *, driver_id: str, now: datetime) -
 
 
 async def expire_offers(session: AsyncSession, *, now: datetime) -> int:
-    rides_touched = await repository.expire_offers(session, now)
-    await repository.wake_searches(session, rides_touched, now)
-    return len(rides_touched)
+    """Expire overdue offers and wake their searches. Searches another dispatcher is busy
+    with are skipped (SKIP LOCKED) and handled on a later tick."""
+    due = await repository.rides_with_overdue_offers(session, now)
+    if not due:
+        return 0
+    with_search = await repository.existing_searches(session, due)
+    locked = await repository.lock_searches(session, with_search, skip_locked=True)
+    ride_ids = (due - with_search) | locked
+    expired = await repository.expire_offers(session, ride_ids, now)
+    await repository.wake_searches(session, locked, now)
+    return expired
 
 
 async def driver_went_offline(session: AsyncSession, *, driver_id: str, now: datetime) -> None:
-    ride_ids = {o.ride_id for o in await repository.open_offers_for_driver(session, driver_id, now)}
+    await drivers.lock_driver(session, driver_id)
+    offers = await repository.open_offers_for_driver(session, driver_id, now)
+    ride_ids = {o.ride_id for o in offers}
+    await repository.lock_searches(session, ride_ids)
     await repository.withdraw_offers(session, driver_id=driver_id)
     await repository.wake_searches(session, ride_ids, now)

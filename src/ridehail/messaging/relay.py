@@ -6,17 +6,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
+from datetime import datetime, timedelta
 
 import structlog
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
 from ridehail.db import Database, OutboxEvent
+from ridehail.db.processed import ProcessedEvent
 from ridehail.kernel.clock import utcnow
 from ridehail.messaging.ports import EventBus, Message
 
 log = structlog.get_logger("ridehail.relay")
 
 BATCH = 200
+#: Published events are kept this long (for inspection and late replays), then deleted.
+OUTBOX_RETENTION = timedelta(days=1)
+#: Consumers remember processed ids this long; far longer than any redelivery window.
+PROCESSED_RETENTION = timedelta(days=7)
+PRUNE_EVERY_S = 600.0
 
 
 class OutboxRelay:
@@ -41,10 +49,14 @@ class OutboxRelay:
             self._task = None
 
     async def _run(self) -> None:
+        last_prune = 0.0
         while True:
             try:
                 while await self.relay_once() == BATCH:
                     pass
+                if time.monotonic() - last_prune > PRUNE_EVERY_S:
+                    await self.prune(now=utcnow())
+                    last_prune = time.monotonic()
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -78,3 +90,19 @@ class OutboxRelay:
                 .execution_options(synchronize_session=False)
             )
         return len(rows)
+
+    async def prune(self, *, now: datetime) -> int:
+        """Delete published events and processed-event records past their retention."""
+        async with self._db.transaction() as session:
+            outbox = await session.execute(
+                delete(OutboxEvent).where(
+                    OutboxEvent.published_at.is_not(None),
+                    OutboxEvent.published_at < now - OUTBOX_RETENTION,
+                )
+            )
+            processed = await session.execute(
+                delete(ProcessedEvent).where(
+                    ProcessedEvent.processed_at < now - PROCESSED_RETENTION
+                )
+            )
+        return int(outbox.rowcount) + int(processed.rowcount)  # type: ignore[attr-defined]
