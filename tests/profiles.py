@@ -67,11 +67,18 @@ async def drop_database(admin_url: str, url: str) -> None:
 
 
 async def truncate_all(url: str) -> None:
+    """Empty every table. Connections a previous test left behind are ended first, and a
+    lock timeout turns any remaining wait into an error instead of a hang."""
     from ridehail.models import metadata
 
     tables = ", ".join(f'"{t.name}"' for t in metadata.sorted_tables)
     conn = await asyncpg.connect(asyncpg_dsn(url))
     try:
+        await conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        await conn.execute("SET lock_timeout = '10s'")
         await conn.execute(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
     finally:
         await conn.close()

@@ -12,6 +12,7 @@ from ridehail.accounts.routes import router as accounts_router
 from ridehail.dispatch.routes import router as dispatch_router
 from ridehail.drivers.routes import router as drivers_router
 from ridehail.locations.routes import router as locations_router
+from ridehail.realtime.routes import router as realtime_router
 from ridehail.rides.routes import router as rides_router
 from ridehail.settings import Settings
 from ridehail.web import errors
@@ -54,6 +55,7 @@ def create_app(
         locations_router,
         rides_router,
         dispatch_router,
+        realtime_router,
         ops.router,
     ):
         app.include_router(router)

@@ -15,6 +15,6 @@ configure(level=_settings.log_level, fmt=_settings.log_format)
 _roles = (
     bootstrap.ALL_ROLES
     if os.environ.get("RIDEHAIL_SERVE_ROLE", "all") == "all"
-    else frozenset({"relay"})
+    else bootstrap.API_ROLES
 )
 app = create_app(_settings, roles=_roles)

@@ -17,15 +17,26 @@ from ridehail.db import Database
 from ridehail.db.outbox import wrote_events
 from ridehail.dispatch import Dispatcher, DispatchPolicy, subscribe_dispatch
 from ridehail.locations.ports import DriverLocationStore
-from ridehail.messaging import EventBus, InProcessEventBus, RedisStreamsEventBus
+from ridehail.messaging import (
+    EventBus,
+    InProcessEventBus,
+    InProcessPubSub,
+    PubSub,
+    RedisPubSub,
+    RedisStreamsEventBus,
+)
 from ridehail.messaging.relay import OutboxRelay
+from ridehail.realtime import subscribe_realtime
 from ridehail.runtime import Runtime
 from ridehail.settings import Settings
 
 log = structlog.get_logger("ridehail.bootstrap")
 
-#: Background components a process may run: the outbox relay and the dispatcher.
-ALL_ROLES = frozenset({"relay", "dispatch"})
+#: Background components a process may run: the outbox relay, the dispatcher, and the
+#: real-time bridge (bus events -> WebSocket clients).
+ALL_ROLES = frozenset({"relay", "dispatch", "realtime"})
+#: What an API-only process runs besides HTTP.
+API_ROLES = frozenset({"relay", "realtime"})
 
 
 class Component(Protocol):
@@ -54,11 +65,13 @@ def dispatch_policy(settings: Settings) -> DispatchPolicy:
     )
 
 
-def _adapters(settings: Settings) -> tuple[DriverLocationStore, EventBus, aioredis.Redis | None]:
+def _adapters(
+    settings: Settings,
+) -> tuple[DriverLocationStore, EventBus, PubSub, aioredis.Redis | None]:
     if settings.redis_url is None:
         from ridehail.locations.memory import InMemoryLocationStore
 
-        return InMemoryLocationStore(), InProcessEventBus(), None
+        return InMemoryLocationStore(), InProcessEventBus(), InProcessPubSub(), None
     from ridehail.locations.redis_store import RedisLocationStore
 
     client = aioredis.from_url(settings.redis_url)
@@ -66,6 +79,7 @@ def _adapters(settings: Settings) -> tuple[DriverLocationStore, EventBus, aiored
     return (
         RedisLocationStore(client, key_prefix=prefix),
         RedisStreamsEventBus(client, key_prefix=prefix),
+        RedisPubSub(client, key_prefix=prefix),
         client,
     )
 
@@ -73,7 +87,7 @@ def _adapters(settings: Settings) -> tuple[DriverLocationStore, EventBus, aiored
 def build(settings: Settings, *, roles: Collection[str] = ALL_ROLES) -> Container:
     """Wire every adapter for ``settings``; start nothing yet."""
     db = Database(settings.database_url)
-    store, bus, client = _adapters(settings)
+    store, bus, pubsub, client = _adapters(settings)
     tokens = Tokens(
         secret=settings.resolved_jwt_secret,
         issuer=settings.jwt_issuer,
@@ -88,6 +102,7 @@ def build(settings: Settings, *, roles: Collection[str] = ALL_ROLES) -> Containe
         db=db,
         locations=store,
         bus=bus,
+        pubsub=pubsub,
         verify_token=tokens.verify,
         redis=client,
     )
@@ -104,12 +119,18 @@ def build(settings: Settings, *, roles: Collection[str] = ALL_ROLES) -> Containe
         container.components.append(relay)
     if "dispatch" in roles and settings.dispatch_enabled:
         dispatcher = Dispatcher(
-            db=db, store=store, policy=dispatch_policy(settings), tick_s=settings.dispatch_tick_s
+            db=db,
+            store=store,
+            policy=dispatch_policy(settings),
+            tick_s=settings.dispatch_tick_s,
+            pubsub=pubsub,
         )
         subscribe_dispatch(bus, db=db, policy=dispatch_policy(settings), nudge=dispatcher.nudge)
         runtime.nudge_dispatch = dispatcher.nudge
         container.dispatcher = dispatcher
         container.components.append(dispatcher)
+    if "realtime" in roles:
+        subscribe_realtime(bus, pubsub=pubsub)
     return container
 
 
@@ -120,6 +141,7 @@ async def running(
     """Build, start the bus and the background components, and stop them in reverse."""
     container = build(settings, roles=roles)
     runtime = container.runtime
+    await runtime.pubsub.start()
     await runtime.bus.start()
     started: list[Component] = []
     try:
@@ -137,6 +159,7 @@ async def running(
         for component in reversed(started):
             await component.stop()
         await runtime.bus.stop()
+        await runtime.pubsub.stop()
         await runtime.locations.close()
         if runtime.redis is not None:
             await runtime.redis.aclose()

@@ -9,7 +9,7 @@ from typing import Any
 from ridehail.db import Database
 from ridehail.kernel.auth import Principal
 from ridehail.locations.ports import DriverLocationStore
-from ridehail.messaging import EventBus
+from ridehail.messaging import EventBus, PubSub
 from ridehail.settings import Settings
 
 
@@ -19,6 +19,8 @@ class Runtime:
     db: Database
     locations: DriverLocationStore
     bus: EventBus
+    #: Real-time fan-out (at-most-once) to WebSocket clients on any process.
+    pubsub: PubSub
     verify_token: Callable[[str], Principal]
     redis: Any = None
     #: Wake this process's dispatcher early (a no-op where no dispatcher runs).

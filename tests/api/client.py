@@ -32,6 +32,7 @@ class Api:
     def __init__(self, client: httpx.AsyncClient, app: FastAPI) -> None:
         self.http = client
         self.app = app
+        self.ws_url = ""
 
     async def token(self, email: str, password: str) -> str:
         resp = await self.http.post(

@@ -163,3 +163,119 @@ def test_production_profile_api_and_dispatch_worker_processes(
         processes.wait_ready(f"http://127.0.0.1:{port}")
     walkthrough(f"http://127.0.0.1:{ports[0]}")
     walkthrough(f"http://127.0.0.1:{ports[1]}")
+
+
+async def test_rider_on_one_api_process_sees_driver_on_another(
+    processes: Processes, pg_db: str, redis_url: str, redis_prefix: str
+) -> None:
+    """Live tracking across processes: Redis pub/sub carries status and positions."""
+    import asyncio
+    import json
+
+    from websockets.asyncio.client import connect
+
+    env = server_env(
+        {
+            "RIDEHAIL_DATABASE_URL": pg_db,
+            "RIDEHAIL_REDIS_URL": redis_url,
+            "RIDEHAIL_REDIS_KEY_PREFIX": redis_prefix,
+        }
+    )
+    port_a, port_b = free_port(), free_port()
+    processes.start(["serve", "--role", "api", "--port", str(port_a)], env, "api_a")
+    processes.start(["serve", "--role", "api", "--port", str(port_b)], env, "api_b")
+    processes.start(["worker", "dispatch"], env, "dispatch")
+    a, b = f"http://127.0.0.1:{port_a}", f"http://127.0.0.1:{port_b}"
+    processes.wait_ready(a)
+    processes.wait_ready(b)
+    tag = uuid.uuid4().hex[:8]
+    async with (
+        httpx.AsyncClient(base_url=a, timeout=10) as on_a,
+        httpx.AsyncClient(base_url=b, timeout=10) as on_b,
+    ):
+        await on_a.post(
+            "/api/v1/riders",
+            json={"name": "R", "email": f"r-{tag}@example.com", "password": "correct-horse"},
+        )
+        driver = (
+            await on_b.post(
+                "/api/v1/drivers",
+                json={
+                    "name": "D",
+                    "email": f"d-{tag}@example.com",
+                    "password": "correct-horse",
+                    "license_number": "L",
+                    "vehicle": {"make": "M", "model": "X", "plate": "P"},
+                },
+            )
+        ).json()
+        rider_token = (
+            await on_a.post(
+                "/api/v1/auth/token",
+                json={"email": f"r-{tag}@example.com", "password": "correct-horse"},
+            )
+        ).json()["access_token"]
+        driver_token = (
+            await on_b.post(
+                "/api/v1/auth/token",
+                json={"email": f"d-{tag}@example.com", "password": "correct-horse"},
+            )
+        ).json()["access_token"]
+        dh = {"Authorization": f"Bearer {driver_token}"}
+        did = driver["driver_id"]
+        await on_b.put(
+            f"/api/v1/drivers/{did}/availability", json={"status": "available"}, headers=dh
+        )
+        start = offset(*PICKUP, north_m=200, east_m=0)
+        await on_b.put(
+            f"/api/v1/drivers/{did}/location",
+            json={"latitude": start[0], "longitude": start[1]},
+            headers=dh,
+        )
+        ride = (
+            await on_a.post(
+                "/api/v1/rides",
+                headers={"Authorization": f"Bearer {rider_token}"},
+                json={
+                    "start_latitude": PICKUP[0],
+                    "start_longitude": PICKUP[1],
+                    "end_latitude": DROPOFF[0],
+                    "end_longitude": DROPOFF[1],
+                },
+            )
+        ).json()
+        ws = await connect(f"ws://127.0.0.1:{port_a}/api/v1/rides/{ride['ride_id']}/events")
+        await ws.send(json.dumps({"type": "auth", "access_token": rider_token}))
+
+        async def next_of(kind: str) -> dict[str, object]:
+            async with asyncio.timeout(15):
+                while True:
+                    message = json.loads(await ws.recv())
+                    if message["type"] == kind:
+                        return dict(message)
+
+        assert (await next_of("ride.status"))["ride"]["status"] == "searching"  # type: ignore[index]
+        async with asyncio.timeout(15):
+            while not (await on_b.get(f"/api/v1/drivers/{did}/offers", headers=dh)).json()[
+                "offers"
+            ]:
+                await asyncio.sleep(0.1)
+        assert (
+            await on_b.post(f"/api/v1/rides/{ride['ride_id']}:accept", headers=dh)
+        ).status_code == 200
+        async with asyncio.timeout(15):
+            while (status := await next_of("ride.status"))["ride"]["status"] != "driver_en_route":  # type: ignore[index]
+                pass
+        assert status["ride"]["driver"]["driver_id"] == did  # type: ignore[index]
+        moved = offset(*PICKUP, north_m=50, east_m=0)
+        async with asyncio.timeout(15):
+            while True:
+                await on_b.put(
+                    f"/api/v1/drivers/{did}/location",
+                    json={"latitude": moved[0], "longitude": moved[1]},
+                    headers=dh,
+                )
+                position = await next_of("driver.location")
+                if (position["latitude"], position["longitude"]) == moved:
+                    break
+        await ws.close()

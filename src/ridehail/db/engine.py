@@ -87,11 +87,15 @@ class Database:
 
     @asynccontextmanager
     async def read_only(self) -> AsyncIterator[AsyncSession]:
+        """A session for reads only; objects loaded in it remain usable afterwards."""
         async with self._sessions() as session:
             try:
                 await session.connection(execution_options={READ_ONLY: True})
                 yield session
             finally:
+                # Detach what was read so it stays readable after the block (a rollback
+                # would expire it), then end the transaction.
+                session.expunge_all()
                 await session.rollback()
 
     async def ping(self) -> None:

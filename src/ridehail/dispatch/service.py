@@ -144,18 +144,19 @@ async def advance(
     store: locations.DriverLocationStore,
     now: datetime,
     policy: DispatchPolicy,
-) -> str:
-    """One step of a due search. Returns what happened (for logs and metrics)."""
+) -> tuple[str, Offer | None]:
+    """One step of a due search: what happened (for logs and metrics), and the offer made,
+    if one was."""
     ride = await rides.get_ride(session, search.ride_id)
     if ride.status != rides.RideStatus.SEARCHING.value:
         await close_search(session, ride_id=ride.id, outcome=ride.status, now=now)
-        return "closed"
+        return "closed", None
     pending = [
         o for o in await repository.pending_offers_for_ride(session, ride.id) if o.expires_at > now
     ]
     if pending:
         search.next_check_at = min(o.expires_at for o in pending)
-        return "waiting"
+        return "waiting", None
     candidate = await _pick_candidate(session, search, store=store, now=now, policy=policy)
     if candidate is not None:
         offer = await make_offer(
@@ -174,14 +175,14 @@ async def advance(
             driver_id=candidate.driver_id,
             distance_m=offer.distance_to_pickup_m,
         )
-        return "offered"
+        return "offered", offer
     if now >= search.deadline_at:
         await rides.give_up_search(session, ride_id=ride.id)
         await close_search(session, ride_id=ride.id, outcome="no_drivers_available", now=now)
         log.info("search_gave_up", ride_id=ride.id, attempts=search.attempts)
-        return "gave_up"
+        return "gave_up", None
     search.next_check_at = min(search.deadline_at, now + timedelta(seconds=policy.retry_interval_s))
-    return "retry"
+    return "retry", None
 
 
 async def accept(

@@ -4,13 +4,23 @@ Depends on no other domain, so it can be lifted out into its own service.
 """
 
 from ridehail.locations.ports import DriverLocationStore, LocationFix, NearbyDriver
-from ridehail.locations.service import ingest, nearby, trace_distance_m
+from ridehail.locations.schemas import LocationIn
+from ridehail.locations.service import (
+    ingest,
+    nearby,
+    position_channel,
+    position_message,
+    trace_distance_m,
+)
 
 __all__ = [
     "DriverLocationStore",
     "LocationFix",
+    "LocationIn",
     "NearbyDriver",
     "ingest",
     "nearby",
+    "position_channel",
+    "position_message",
     "trace_distance_m",
 ]

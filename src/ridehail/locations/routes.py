@@ -6,10 +6,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Response, status
 
 from ridehail.kernel.auth import Role
-from ridehail.kernel.clock import as_utc, utcnow
+from ridehail.kernel.clock import utcnow
 from ridehail.kernel.errors import PermissionDenied
 from ridehail.locations import service
-from ridehail.locations.ports import LocationFix
 from ridehail.locations.schemas import LocationIn
 from ridehail.web.deps import PrincipalDep, RuntimeDep, require_role
 
@@ -29,14 +28,6 @@ async def update_location(
     if principal.subject_id != driver_id:
         raise PermissionDenied("a driver may report only their own location")
     now = utcnow()
-    fix = LocationFix(
-        driver_id=driver_id,
-        latitude=body.latitude,
-        longitude=body.longitude,
-        recorded_at=as_utc(body.recorded_at) if body.recorded_at else now,
-        heading=body.heading,
-        speed_mps=body.speed_mps,
-        accuracy_m=body.accuracy_m,
-    )
-    await service.ingest(runtime.locations, fix, now=now)
+    fix = body.to_fix(driver_id, now=now)
+    await service.ingest(runtime.locations, fix, feed=runtime.pubsub, now=now)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated
 
 from pydantic import AwareDatetime, Field
 
+from ridehail.kernel.clock import as_utc
+from ridehail.locations.ports import LocationFix
 from ridehail.web.schemas import Latitude, Longitude, RequestBody
 
 
@@ -17,3 +20,15 @@ class LocationIn(RequestBody):
     recorded_at: Annotated[AwareDatetime, Field(strict=False)] | None = Field(
         default=None, description="When the device took the fix (ISO 8601 with a zone)"
     )
+
+    def to_fix(self, driver_id: str, *, now: datetime) -> LocationFix:
+        """The fix this report describes; without ``recorded_at`` it was taken ``now``."""
+        return LocationFix(
+            driver_id=driver_id,
+            latitude=self.latitude,
+            longitude=self.longitude,
+            recorded_at=as_utc(self.recorded_at) if self.recorded_at else now,
+            heading=self.heading,
+            speed_mps=self.speed_mps,
+            accuracy_m=self.accuracy_m,
+        )

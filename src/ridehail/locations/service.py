@@ -9,18 +9,41 @@ from ridehail.kernel.clock import utcnow
 from ridehail.kernel.errors import InvalidRequest
 from ridehail.kernel.geo import denoised_path_length_m
 from ridehail.locations.ports import DriverLocationStore, LocationFix, NearbyDriver
+from ridehail.messaging import PubSub
 
 #: A device clock may run a little ahead; more than this and the point is refused.
 MAX_CLOCK_SKEW = timedelta(seconds=30)
 
 
+def position_channel(driver_id: str) -> str:
+    return f"driver:{driver_id}:position"
+
+
+def position_message(fix: LocationFix) -> dict[str, object]:
+    return {
+        "type": "driver.location",
+        "driver_id": fix.driver_id,
+        "latitude": fix.latitude,
+        "longitude": fix.longitude,
+        "heading": fix.heading,
+        "recorded_at": fix.recorded_at.isoformat(),
+    }
+
+
 async def ingest(
-    store: DriverLocationStore, fix: LocationFix, *, now: datetime | None = None
+    store: DriverLocationStore,
+    fix: LocationFix,
+    *,
+    feed: PubSub | None = None,
+    now: datetime | None = None,
 ) -> None:
+    """Validate and store one fix, then push it to whoever follows this driver live."""
     now = now or utcnow()
     if fix.recorded_at > now + MAX_CLOCK_SKEW:
         raise InvalidRequest("recorded_at is in the future")
     await store.record(fix)
+    if feed is not None:
+        await feed.publish(position_channel(fix.driver_id), position_message(fix))
 
 
 async def nearby(

@@ -6,12 +6,17 @@ carries the same contract across processes with durable, consumer-group delivery
 
 from ridehail.messaging.memory import InProcessEventBus
 from ridehail.messaging.ports import EventBus, Handler, Message
+from ridehail.messaging.pubsub import InProcessPubSub, PubSub, RedisPubSub, Subscription
 from ridehail.messaging.redis_streams import RedisStreamsEventBus
 
 __all__ = [
     "EventBus",
     "Handler",
     "InProcessEventBus",
+    "InProcessPubSub",
     "Message",
+    "PubSub",
+    "RedisPubSub",
     "RedisStreamsEventBus",
+    "Subscription",
 ]

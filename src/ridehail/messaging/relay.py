@@ -27,6 +27,10 @@ PROCESSED_RETENTION = timedelta(days=7)
 PRUNE_EVERY_S = 600.0
 
 
+#: How long stop() waits for the step in progress before cancelling it.
+STOP_GRACE_S = 10.0
+
+
 class OutboxRelay:
     def __init__(self, *, db: Database, bus: EventBus, poll_s: float) -> None:
         self._db = db
@@ -34,6 +38,7 @@ class OutboxRelay:
         self._poll_s = poll_s
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     def nudge(self) -> None:
         self._wake.set()
@@ -42,15 +47,23 @@ class OutboxRelay:
         self._task = asyncio.create_task(self._run(), name="outbox-relay")
 
     async def stop(self) -> None:
-        if self._task is not None:
+        """Finish the step in progress, then stop; cancel only a step that overruns (a
+        query cancelled mid-flight could leave its connection inside a transaction)."""
+        if self._task is None:
+            return
+        self._stopping = True
+        self._wake.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), timeout=STOP_GRACE_S)
+        except TimeoutError:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            self._task = None
+        self._task = None
 
     async def _run(self) -> None:
         last_prune = 0.0
-        while True:
+        while not self._stopping:
             try:
                 while await self.relay_once() == BATCH:
                     pass

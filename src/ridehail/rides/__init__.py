@@ -1,10 +1,11 @@
 """Rides: requests, the trip lifecycle and its history."""
 
-from ridehail.rides.domain import RideStatus
+from ridehail.rides.domain import DRIVER_ACTIVE, TERMINAL, RideStatus
 from ridehail.rides.models import Ride
 from ridehail.rides.schemas import RideOut
 from ridehail.rides.service import (
     assign_driver,
+    can_view,
     drivers_with_active_rides,
     get_ride,
     give_up_search,
@@ -12,10 +13,13 @@ from ridehail.rides.service import (
 )
 
 __all__ = [
+    "DRIVER_ACTIVE",
+    "TERMINAL",
     "Ride",
     "RideOut",
     "RideStatus",
     "assign_driver",
+    "can_view",
     "drivers_with_active_rides",
     "get_ride",
     "give_up_search",
