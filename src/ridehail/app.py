@@ -22,6 +22,19 @@ DESCRIPTION = """
 Backend of a ride-hailing service. Sign up (`POST /api/v1/riders`, `POST /api/v1/drivers`),
 get a token (`POST /api/v1/auth/token`) and press **Authorize** to call the rest.
 Errors are `application/problem+json` (RFC 9457).
+
+**Real time (WebSocket; OpenAPI cannot list these as operations):**
+
+- `GET /api/v1/rides/{ride_id}/events` — the ride's rider, driver or an admin. Send
+  `{"type": "auth", "access_token": "..."}` first. You receive a snapshot
+  `{"type": "ride.status", "ride": {...}}`, then one on every change, and
+  `{"type": "driver.location", "latitude", "longitude", "heading", "recorded_at"}` at most
+  once a second while a driver is on the way or driving. Closes with 1000 when the ride
+  ends; 4401 for missing or bad auth, 4404 for a ride you may not see.
+- `GET /api/v1/drivers/{driver_id}/stream` — that driver. After auth: open offers, then
+  `{"type": "offer", ...}` as they are made. Send `{"type": "location", "latitude", ...}`
+  frames (same fields as the PUT) instead of PUTs; a bad frame gets
+  `{"type": "error", "status": 422, ...}`.
 """
 
 

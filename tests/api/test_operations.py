@@ -15,6 +15,7 @@ CONTRACT_PATHS = {
     ("get", "/api/v1/drivers/me"),
     ("put", "/api/v1/drivers/{driver_id}/availability"),
     ("put", "/api/v1/drivers/{driver_id}/location"),
+    ("post", "/api/v1/drivers/{driver_id}/locations"),
     ("get", "/api/v1/drivers/nearby"),
     ("get", "/api/v1/drivers/{driver_id}/offers"),
     ("post", "/api/v1/rides"),
@@ -35,6 +36,7 @@ async def test_openapi_describes_the_whole_contract(api: Api) -> None:
     present = {(m, p) for p, ops in doc["paths"].items() for m in ops}
     assert present >= CONTRACT_PATHS, CONTRACT_PATHS - present
     assert "HTTPBearer" in doc["components"]["securitySchemes"]
+    assert "/api/v1/rides/{ride_id}/events" in doc["info"]["description"]
     docs = await api.http.get("/docs")
     assert docs.status_code == 200
     assert "swagger" in docs.text.lower()

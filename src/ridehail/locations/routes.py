@@ -5,14 +5,20 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response, status
 
-from ridehail.kernel.auth import Role
+from ridehail.kernel.auth import Principal, Role
 from ridehail.kernel.clock import utcnow
 from ridehail.kernel.errors import PermissionDenied
 from ridehail.locations import service
-from ridehail.locations.schemas import LocationIn
+from ridehail.locations.schemas import LocationBatchIn, LocationBatchOut, LocationIn
 from ridehail.web.deps import PrincipalDep, RuntimeDep, require_role
 
 router = APIRouter(prefix="/api/v1", tags=["locations"])
+
+
+def _only_self(principal: Principal, driver_id: str) -> None:
+    require_role(principal, Role.DRIVER)
+    if principal.subject_id != driver_id:
+        raise PermissionDenied("a driver may report only their own location")
 
 
 @router.put(
@@ -24,10 +30,21 @@ async def update_location(
     driver_id: str, body: LocationIn, principal: PrincipalDep, runtime: RuntimeDep
 ) -> Response:
     """Report the driver's current position (every few seconds while online)."""
-    require_role(principal, Role.DRIVER)
-    if principal.subject_id != driver_id:
-        raise PermissionDenied("a driver may report only their own location")
+    _only_self(principal, driver_id)
     now = utcnow()
     fix = body.to_fix(driver_id, now=now)
     await service.ingest(runtime.locations, fix, feed=runtime.pubsub, now=now)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/drivers/{driver_id}/locations", response_model=LocationBatchOut)
+async def upload_locations(
+    driver_id: str, body: LocationBatchIn, principal: PrincipalDep, runtime: RuntimeDep
+) -> LocationBatchOut:
+    """Points the app buffered while offline (each with its `recorded_at`), up to 500.
+    All are stored or, if one is invalid, none."""
+    _only_self(principal, driver_id)
+    now = utcnow()
+    fixes = [point.to_fix(driver_id, now=now) for point in body.locations]
+    await service.ingest_many(runtime.locations, fixes, feed=runtime.pubsub, now=now)
+    return LocationBatchOut(accepted=len(fixes))

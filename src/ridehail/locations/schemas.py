@@ -7,7 +7,7 @@ from pydantic import AwareDatetime, Field
 
 from ridehail.kernel.clock import as_utc
 from ridehail.locations.ports import LocationFix
-from ridehail.web.schemas import Latitude, Longitude, RequestBody
+from ridehail.web.schemas import Latitude, Longitude, RequestBody, ResponseBody
 
 
 class LocationIn(RequestBody):
@@ -32,3 +32,21 @@ class LocationIn(RequestBody):
             speed_mps=self.speed_mps,
             accuracy_m=self.accuracy_m,
         )
+
+
+class TimedLocationIn(LocationIn):
+    """A buffered point: when it was taken is required."""
+
+    recorded_at: Annotated[AwareDatetime, Field(strict=False)]
+
+
+#: Apps buffer points while offline; a few minutes at one point per second fit.
+MAX_BATCH = 500
+
+
+class LocationBatchIn(RequestBody):
+    locations: Annotated[list[TimedLocationIn], Field(min_length=1, max_length=MAX_BATCH)]
+
+
+class LocationBatchOut(ResponseBody):
+    accepted: int

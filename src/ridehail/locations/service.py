@@ -46,6 +46,25 @@ async def ingest(
         await feed.publish(position_channel(fix.driver_id), position_message(fix))
 
 
+async def ingest_many(
+    store: DriverLocationStore,
+    fixes: Sequence[LocationFix],
+    *,
+    feed: PubSub | None = None,
+    now: datetime | None = None,
+) -> None:
+    """A batch of buffered fixes of one driver: all or nothing. Each follows the rules of a
+    single fix (the newest becomes the live position; older ones only join an open trace);
+    followers are sent the newest one only."""
+    now = now or utcnow()
+    if any(f.recorded_at > now + MAX_CLOCK_SKEW for f in fixes):
+        raise InvalidRequest("a recorded_at in the batch is in the future")
+    await store.record_many(fixes)
+    if feed is not None and fixes:
+        newest = max(fixes, key=lambda f: f.recorded_at)
+        await feed.publish(position_channel(newest.driver_id), position_message(newest))
+
+
 async def nearby(
     store: DriverLocationStore,
     *,
