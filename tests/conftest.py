@@ -6,7 +6,11 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as aioredis
 
+from ridehail.logging import configure as configure_logging
 from tests import backends
+
+# As the entry points do; structlog's default would render rich tracebacks with locals.
+configure_logging(level="INFO")
 
 
 @pytest.fixture(scope="session")
