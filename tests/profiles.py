@@ -25,6 +25,9 @@ FAST_SETTINGS: dict[str, Any] = {
     "dispatch_offer_ttl_s": 5.0,
     "dispatch_search_timeout_s": 20.0,
     "dispatch_retry_interval_s": 0.2,
+    # Walk-through tests compress a trip into milliseconds; the speed rule has its own
+    # tests at the real limit (tests/integration/test_location_rules.py).
+    "location_max_speed_kmh": 1_000_000.0,
 }
 
 

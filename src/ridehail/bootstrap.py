@@ -68,16 +68,18 @@ def dispatch_policy(settings: Settings) -> DispatchPolicy:
 def _adapters(
     settings: Settings,
 ) -> tuple[DriverLocationStore, EventBus, PubSub, aioredis.Redis | None]:
+    max_speed_mps = settings.location_max_speed_kmh / 3.6
     if settings.redis_url is None:
         from ridehail.locations.memory import InMemoryLocationStore
 
-        return InMemoryLocationStore(), InProcessEventBus(), InProcessPubSub(), None
+        store = InMemoryLocationStore(max_speed_mps=max_speed_mps)
+        return store, InProcessEventBus(), InProcessPubSub(), None
     from ridehail.locations.redis_store import RedisLocationStore
 
     client = aioredis.from_url(settings.redis_url)
     prefix = settings.redis_key_prefix
     return (
-        RedisLocationStore(client, key_prefix=prefix),
+        RedisLocationStore(client, key_prefix=prefix, max_speed_mps=max_speed_mps),
         RedisStreamsEventBus(client, key_prefix=prefix),
         RedisPubSub(client, key_prefix=prefix),
         client,

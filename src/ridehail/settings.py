@@ -37,6 +37,10 @@ class Settings(BaseSettings):
     log_format: Literal["console", "json"] = "console"
 
     location_stale_after_s: float = Field(default=30.0, gt=0)
+    #: A fix implying a faster move from the live one is kept out of matching.
+    location_max_speed_kmh: float = Field(default=250.0, gt=0)
+    #: A fix reporting a worse accuracy than this is kept out of matching.
+    location_max_accuracy_m: float = Field(default=100.0, gt=0)
     nearby_max_radius_m: float = Field(default=20_000.0, gt=0)
     nearby_rider_max_radius_m: float = Field(default=5_000.0, gt=0)
     nearby_rider_max_results: int = Field(default=20, gt=0)

@@ -9,7 +9,8 @@ from ridehail.kernel.geo import haversine_m, offset
 from tests.api.client import HELSINKI, Api, User
 
 
-def _points(count: int, *, start: datetime, north_step_m: float = 100) -> list[dict[str, object]]:
+def _points(count: int, *, start: datetime, north_step_m: float = 10) -> list[dict[str, object]]:
+    """``count`` points one second apart, ``north_step_m`` apart (10 m/s = 36 km/h)."""
     return [
         {
             "latitude": offset(*HELSINKI, north_m=north_step_m * i, east_m=0)[0],
@@ -50,7 +51,7 @@ async def test_batch_newest_point_becomes_the_live_position(api: Api) -> None:
     shuffled = [points[3], points[0], points[4], points[1], points[2]]
     resp = await _upload(api, driver, shuffled)
     assert resp.status_code == 200, resp.text
-    assert resp.json() == {"accepted": 5}
+    assert resp.json() == {"accepted": 5, "flagged": 0}
     newest = (points[4]["latitude"], points[4]["longitude"])
     assert await _admin_sees(api, admin) == [newest]
     # An older batch arriving late does not move the driver back.
@@ -98,10 +99,32 @@ async def test_points_buffered_during_a_trip_count_towards_the_fare(api: Api) ->
     await api.wait_for_offer(driver, ride["ride_id"])
     for verb in ("accept", "arrive", "start"):
         assert (await api.act(driver, ride["ride_id"], verb)).status_code == 200
-    # Through a tunnel: 20 points, 100 m apart, uploaded together afterwards.
-    points = _points(21, start=datetime.now(UTC) + timedelta(seconds=1))
+    # Through a tunnel: 20 points, 20 m apart, uploaded together afterwards.
+    points = _points(21, start=datetime.now(UTC) + timedelta(seconds=1), north_step_m=20)
     assert (await _upload(api, driver, points[1:])).status_code == 200
     done = await api.act(driver, ride["ride_id"], "complete")
     assert done.status_code == 200, done.text
     expected = haversine_m(*HELSINKI, points[-1]["latitude"], points[-1]["longitude"])  # type: ignore[arg-type]
     assert abs(done.json()["distance_m"] - expected) < 5
+
+
+async def test_implausible_and_imprecise_points_are_flagged(make_api) -> None:  # type: ignore[no-untyped-def]
+    async with make_api(location_max_speed_kmh=250) as api:
+        await _flagging(api)
+
+
+async def _flagging(api: Api) -> None:
+    driver, admin = await api.driver(), await api.admin()
+    await api.http.put(
+        f"/api/v1/drivers/{driver.id}/availability",
+        json={"status": "available"},
+        headers=driver.headers,
+    )
+    start = datetime.now(UTC) - timedelta(seconds=20)
+    points = _points(3, start=start)
+    jump = {**_points(1, start=start + timedelta(seconds=3), north_step_m=0)[0]}
+    jump["latitude"] = offset(*HELSINKI, north_m=4000, east_m=0)[0]  # 4 km in a second
+    blurry = {**_points(1, start=start + timedelta(seconds=4))[0], "accuracy_m": 800.0}
+    resp = await _upload(api, driver, [*points, jump, blurry])
+    assert resp.json() == {"accepted": 5, "flagged": 2}
+    assert await _admin_sees(api, admin) == [(points[2]["latitude"], points[2]["longitude"])]

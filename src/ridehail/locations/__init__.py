@@ -3,10 +3,11 @@
 Depends on no other domain, so it can be lifted out into its own service.
 """
 
-from ridehail.locations.ports import DriverLocationStore, LocationFix, NearbyDriver
+from ridehail.locations.ports import DriverLocationStore, LocationFix, NearbyDriver, Recorded
 from ridehail.locations.schemas import LocationIn
 from ridehail.locations.service import (
     ingest,
+    ingest_many,
     nearby,
     position_channel,
     position_message,
@@ -18,7 +19,9 @@ __all__ = [
     "LocationFix",
     "LocationIn",
     "NearbyDriver",
+    "Recorded",
     "ingest",
+    "ingest_many",
     "nearby",
     "position_channel",
     "position_message",

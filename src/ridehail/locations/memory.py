@@ -28,7 +28,7 @@ from typing import Final
 import h3.api.basic_int as h3
 
 from ridehail.kernel.geo import haversine_m
-from ridehail.locations.ports import LocationFix, NearbyDriver
+from ridehail.locations.ports import JUMP_SLACK_M, LocationFix, NearbyDriver, Recorded
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_US: Final = timedelta(microseconds=1)
@@ -144,11 +144,19 @@ Hit = tuple[float, str, float, float, int]  # distance, driver id, lat, lon, rec
 class InMemoryLocationStore:
     """Live driver positions indexed by H3 cell, plus open trip traces, in this process."""
 
-    __slots__ = ("_cells", "_live", "_max_radius_m", "_resolution", "_traces")
+    __slots__ = ("_cells", "_live", "_max_radius_m", "_max_speed_mps", "_resolution", "_traces")
 
-    def __init__(self, *, h3_resolution: int = 8, max_radius_m: float = 50_000) -> None:
+    def __init__(
+        self,
+        *,
+        h3_resolution: int = 8,
+        max_radius_m: float = 50_000,
+        max_speed_mps: float | None = None,
+    ) -> None:
         """``h3_resolution`` 8 makes cells of about 0.7 km², a few drivers each in a busy
-        city; ``max_radius_m`` bounds the work one ``nearest`` call may do."""
+        city; ``max_radius_m`` bounds the work one ``nearest`` call may do; a fix whose
+        implied speed from the live one exceeds ``max_speed_mps`` is kept out of search."""
+        self._max_speed_mps = max_speed_mps
         self._resolution = h3_resolution
         self._max_radius_m = max_radius_m
         self._live: dict[str, bytes] = {}
@@ -157,12 +165,14 @@ class InMemoryLocationStore:
         self._cells: dict[int, list[str]] = {}
         self._traces: dict[str, dict[TraceKey, LocationFix]] = {}
 
-    async def record(self, fix: LocationFix) -> None:
-        self._record(fix)
+    async def record(self, fix: LocationFix) -> Recorded:
+        return self._record(fix)
 
-    async def record_many(self, fixes: Sequence[LocationFix]) -> None:
-        for fix in fixes:
-            self._record(fix)
+    async def record_many(self, fixes: Sequence[LocationFix]) -> list[Recorded]:
+        return [self._record(fix) for fix in fixes]
+
+    async def trace_only(self, fix: LocationFix) -> None:
+        self._append_to_trace(fix, _epoch_us(fix.recorded_at))
 
     async def current(self, driver_id: str) -> LocationFix | None:
         record = self._live.get(driver_id)
@@ -213,21 +223,27 @@ class InMemoryLocationStore:
     async def close(self) -> None:
         """Nothing to release; the index dies with the process."""
 
-    def _record(self, fix: LocationFix) -> None:
+    def _record(self, fix: LocationFix) -> Recorded:
         recorded_us = _epoch_us(fix.recorded_at)
         self._append_to_trace(fix, recorded_us)
         old = self._live.get(fix.driver_id)
         old_cell: int | None = None
         if old is not None:
-            _lat, _lon, old_us, old_cell = _CORE.unpack_from(old)
+            old_lat, old_lon, old_us, old_cell = _CORE.unpack_from(old)
             if old_us >= recorded_us:
-                return
+                return Recorded.OLDER
+            if self._max_speed_mps is not None:
+                meters = haversine_m(old_lat, old_lon, fix.latitude, fix.longitude)
+                allowed = self._max_speed_mps * (recorded_us - old_us) / 1e6 + JUMP_SLACK_M
+                if meters > allowed:
+                    return Recorded.IMPLAUSIBLE
         cell = h3.latlng_to_cell(fix.latitude, fix.longitude, self._resolution)
         if cell != old_cell:
             if old_cell is not None:
                 self._unindex(fix.driver_id, old_cell)
             self._cells.setdefault(cell, []).append(fix.driver_id)
         self._live[fix.driver_id] = _pack(fix, recorded_us, cell)
+        return Recorded.LIVE
 
     def _append_to_trace(self, fix: LocationFix, recorded_us: int) -> None:
         """Traces take every point, in any order; the first of exact duplicates wins."""

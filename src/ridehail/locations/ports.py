@@ -11,6 +11,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import Protocol
 
 
@@ -43,6 +44,20 @@ class LocationFix:
                 raise ValueError(f"{name} must be finite: {value!r}")
 
 
+#: Metres of GPS noise allowed on top of max speed times elapsed time when judging a jump, so
+#: that two fixes taken a fraction of a second apart are never "implausible".
+JUMP_SLACK_M = 50.0
+
+
+class Recorded(StrEnum):
+    """What became of a fix."""
+
+    LIVE = "live"  # the driver's live position now: searchable and shown to followers
+    OLDER = "older"  # not newer than the stored one (late or duplicate): trace only
+    IMPLAUSIBLE = "implausible"  # implied speed from the live fix over the limit: trace only
+    IMPRECISE = "imprecise"  # reported accuracy worse than the limit: trace only
+
+
 @dataclass(frozen=True, slots=True)
 class NearbyDriver:
     """A search hit: where the driver is, how far from the query point, and how fresh."""
@@ -69,12 +84,18 @@ class DriverLocationStore(Protocol):
     * Returned datetimes are timezone-aware UTC.
     """
 
-    async def record(self, fix: LocationFix) -> None:
-        """Store ``fix`` as the live position unless a newer-or-equal one is stored; trace it."""
+    async def record(self, fix: LocationFix) -> Recorded:
+        """Trace ``fix`` (when a trace is open) and make it the live position, unless a
+        newer-or-equal one is stored (OLDER) or reaching it from the live one would take a
+        speed over the store's ``max_speed_mps`` (IMPLAUSIBLE)."""
         ...
 
-    async def record_many(self, fixes: Sequence[LocationFix]) -> None:
+    async def record_many(self, fixes: Sequence[LocationFix]) -> list[Recorded]:
         """The same as calling :meth:`record` for each fix in order, but batched."""
+        ...
+
+    async def trace_only(self, fix: LocationFix) -> None:
+        """Add ``fix`` to the driver's open trace (if any) without touching the live one."""
         ...
 
     async def current(self, driver_id: str) -> LocationFix | None:

@@ -36,7 +36,7 @@ import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
 
 from ridehail.kernel.geo import haversine_m
-from ridehail.locations.ports import LocationFix, NearbyDriver
+from ridehail.locations.ports import JUMP_SLACK_M, LocationFix, NearbyDriver, Recorded
 
 #: Redis GEO refuses latitudes beyond this (the Web Mercator limit).
 GEO_MAX_LATITUDE: Final = 85.05112878
@@ -56,6 +56,10 @@ _MAX_SEARCH_COUNT: Final = 5_000
 _RADIUS_SLACK_RATIO: Final = 1.001
 _RADIUS_SLACK_M: Final = 2.0
 
+_JUMP_SLACK: Final = repr(JUMP_SLACK_M)
+
+_OUTCOME: Final = {1: Recorded.LIVE, 0: Recorded.OLDER, 2: Recorded.IMPLAUSIBLE}
+
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_US: Final = timedelta(microseconds=1)
 
@@ -66,9 +70,21 @@ _RECORD_LUA: Final = """
 redis.call('RPUSHX', KEYS[3], ARGV[3])
 local stored = redis.call('HGET', KEYS[2], ARGV[1])
 if stored then
-  local stored_ms = tonumber(string.match(stored, '^[^,]+'))
-  if stored_ms >= tonumber(ARGV[2]) then
+  local ms, lat, lon = string.match(stored, '^([^,]+),([^,]+),([^,]+)')
+  local stored_ms = tonumber(ms)
+  local new_ms = tonumber(ARGV[2])
+  if stored_ms >= new_ms then
     return 0
+  end
+  local max_speed = tonumber(ARGV[7])
+  if max_speed > 0 then
+    local p1, p2 = math.rad(tonumber(lat)), math.rad(tonumber(ARGV[5]))
+    local dl = math.rad(tonumber(ARGV[4]) - tonumber(lon))
+    local a = math.sin((p2 - p1) / 2) ^ 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ^ 2
+    local meters = 2 * 6371008.8 * math.asin(math.min(1, math.sqrt(a)))
+    if meters > max_speed * (new_ms - stored_ms) / 1000 + tonumber(ARGV[8]) then
+      return 2
+    end
   end
 end
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
@@ -147,26 +163,38 @@ def _text(value: bytes | str) -> str:
 class RedisLocationStore:
     """Live positions and trip traces in Redis, shared by every API and dispatch process."""
 
-    def __init__(self, client: aioredis.Redis, *, key_prefix: str = "ridehail:") -> None:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        *,
+        key_prefix: str = "ridehail:",
+        max_speed_mps: float | None = None,
+    ) -> None:
+        self._max_speed = repr(float(max_speed_mps or 0))
         self._client = client
         self._geo_key = f"{key_prefix}loc:geo"
         self._fix_key = f"{key_prefix}loc:fix"
         self._trace_prefix = f"{key_prefix}loc:trace:"
         self._record_script: AsyncScript = client.register_script(_RECORD_LUA)
 
-    async def record(self, fix: LocationFix) -> None:
-        await self._record_script(keys=self._script_keys(fix), args=self._script_args(fix))
+    async def record(self, fix: LocationFix) -> Recorded:
+        code = await self._record_script(keys=self._script_keys(fix), args=self._script_args(fix))
+        return _OUTCOME[int(code)]
 
-    async def record_many(self, fixes: Sequence[LocationFix]) -> None:
+    async def record_many(self, fixes: Sequence[LocationFix]) -> list[Recorded]:
         """One round trip for the batch; each script call is still atomic on its own."""
         if not fixes:
-            return
+            return []
         async with self._client.pipeline(transaction=False) as pipe:
             for fix in fixes:
                 await self._record_script(
                     keys=self._script_keys(fix), args=self._script_args(fix), client=pipe
                 )
-            await pipe.execute()
+            codes = await pipe.execute()
+        return [_OUTCOME[int(code)] for code in codes]
+
+    async def trace_only(self, fix: LocationFix) -> None:
+        await self._client.rpushx(self._trace_key(fix.driver_id), encode_fix(fix))
 
     async def current(self, driver_id: str) -> LocationFix | None:
         stored = await self._client.hget(self._fix_key, driver_id)
@@ -228,8 +256,7 @@ class RedisLocationStore:
     def _script_keys(self, fix: LocationFix) -> list[str]:
         return [self._geo_key, self._fix_key, self._trace_key(fix.driver_id)]
 
-    @staticmethod
-    def _script_args(fix: LocationFix) -> list[str]:
+    def _script_args(self, fix: LocationFix) -> list[str]:
         searchable = abs(fix.latitude) <= GEO_MAX_LATITUDE
         return [
             fix.driver_id,
@@ -238,6 +265,8 @@ class RedisLocationStore:
             repr(fix.longitude),
             repr(fix.latitude),
             "1" if searchable else "0",
+            self._max_speed,
+            _JUMP_SLACK,
         ]
 
     async def _search(

@@ -9,6 +9,7 @@ from ridehail.kernel.auth import Principal, Role
 from ridehail.kernel.clock import utcnow
 from ridehail.kernel.errors import PermissionDenied
 from ridehail.locations import service
+from ridehail.locations.ports import Recorded
 from ridehail.locations.schemas import LocationBatchIn, LocationBatchOut, LocationIn
 from ridehail.web.deps import PrincipalDep, RuntimeDep, require_role
 
@@ -33,7 +34,13 @@ async def update_location(
     _only_self(principal, driver_id)
     now = utcnow()
     fix = body.to_fix(driver_id, now=now)
-    await service.ingest(runtime.locations, fix, feed=runtime.pubsub, now=now)
+    await service.ingest(
+        runtime.locations,
+        fix,
+        feed=runtime.pubsub,
+        now=now,
+        max_accuracy_m=runtime.settings.location_max_accuracy_m,
+    )
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -46,5 +53,12 @@ async def upload_locations(
     _only_self(principal, driver_id)
     now = utcnow()
     fixes = [point.to_fix(driver_id, now=now) for point in body.locations]
-    await service.ingest_many(runtime.locations, fixes, feed=runtime.pubsub, now=now)
-    return LocationBatchOut(accepted=len(fixes))
+    outcomes = await service.ingest_many(
+        runtime.locations,
+        fixes,
+        feed=runtime.pubsub,
+        now=now,
+        max_accuracy_m=runtime.settings.location_max_accuracy_m,
+    )
+    flagged = sum(o in (Recorded.IMPLAUSIBLE, Recorded.IMPRECISE) for o in outcomes)
+    return LocationBatchOut(accepted=len(fixes), flagged=flagged)

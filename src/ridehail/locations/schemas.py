@@ -49,4 +49,7 @@ class LocationBatchIn(RequestBody):
 
 
 class LocationBatchOut(ResponseBody):
-    accepted: int
+    accepted: int = Field(description="Points stored (in the live position or the trace)")
+    flagged: int = Field(
+        description="Points kept out of matching: an implausible jump or a poor accuracy"
+    )

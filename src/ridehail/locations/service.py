@@ -5,11 +5,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
+from prometheus_client import Counter
+
 from ridehail.kernel.clock import utcnow
 from ridehail.kernel.errors import InvalidRequest
 from ridehail.kernel.geo import denoised_path_length_m
-from ridehail.locations.ports import DriverLocationStore, LocationFix, NearbyDriver
+from ridehail.locations.ports import DriverLocationStore, LocationFix, NearbyDriver, Recorded
 from ridehail.messaging import PubSub
+
+FIXES = Counter(
+    "ridehail_location_fixes_total", "Location fixes by what became of them", ["outcome"]
+)
 
 #: A device clock may run a little ahead; more than this and the point is refused.
 MAX_CLOCK_SKEW = timedelta(seconds=30)
@@ -30,20 +36,44 @@ def position_message(fix: LocationFix) -> dict[str, object]:
     }
 
 
+def _imprecise(fix: LocationFix, max_accuracy_m: float | None) -> bool:
+    return (
+        max_accuracy_m is not None
+        and fix.accuracy_m is not None
+        and fix.accuracy_m > max_accuracy_m
+    )
+
+
+def _refuse_future(fixes: Sequence[LocationFix], now: datetime) -> None:
+    if any(f.recorded_at > now + MAX_CLOCK_SKEW for f in fixes):
+        raise InvalidRequest("recorded_at is in the future")
+
+
 async def ingest(
     store: DriverLocationStore,
     fix: LocationFix,
     *,
     feed: PubSub | None = None,
     now: datetime | None = None,
-) -> None:
-    """Validate and store one fix, then push it to whoever follows this driver live."""
+    max_accuracy_m: float | None = None,
+) -> Recorded:
+    """Store one fix by the rules for messy GPS data, and push it to whoever follows the
+    driver live if it became the live position.
+
+    A fix too far in the future is refused; one less accurate than ``max_accuracy_m`` only
+    joins the trip trace; the store keeps older fixes and implausible jumps out of the
+    live position (see :class:`Recorded`)."""
     now = now or utcnow()
-    if fix.recorded_at > now + MAX_CLOCK_SKEW:
-        raise InvalidRequest("recorded_at is in the future")
-    await store.record(fix)
-    if feed is not None:
+    _refuse_future([fix], now)
+    if _imprecise(fix, max_accuracy_m):
+        await store.trace_only(fix)
+        outcome = Recorded.IMPRECISE
+    else:
+        outcome = await store.record(fix)
+    FIXES.labels(outcome.value).inc()
+    if outcome is Recorded.LIVE and feed is not None:
         await feed.publish(position_channel(fix.driver_id), position_message(fix))
+    return outcome
 
 
 async def ingest_many(
@@ -52,17 +82,25 @@ async def ingest_many(
     *,
     feed: PubSub | None = None,
     now: datetime | None = None,
-) -> None:
-    """A batch of buffered fixes of one driver: all or nothing. Each follows the rules of a
-    single fix (the newest becomes the live position; older ones only join an open trace);
-    followers are sent the newest one only."""
+    max_accuracy_m: float | None = None,
+) -> list[Recorded]:
+    """A batch of buffered fixes of one driver: all or nothing, each by the rules of
+    :func:`ingest`, in time order; followers are sent the newest one that went live."""
     now = now or utcnow()
-    if any(f.recorded_at > now + MAX_CLOCK_SKEW for f in fixes):
-        raise InvalidRequest("a recorded_at in the batch is in the future")
-    await store.record_many(fixes)
-    if feed is not None and fixes:
-        newest = max(fixes, key=lambda f: f.recorded_at)
-        await feed.publish(position_channel(newest.driver_id), position_message(newest))
+    _refuse_future(fixes, now)
+    ordered = sorted(fixes, key=lambda f: f.recorded_at)
+    precise = [f for f in ordered if not _imprecise(f, max_accuracy_m)]
+    for fix in ordered:
+        if _imprecise(fix, max_accuracy_m):
+            await store.trace_only(fix)
+    recorded = dict(zip(map(id, precise), await store.record_many(precise), strict=True))
+    outcomes = [recorded.get(id(f), Recorded.IMPRECISE) for f in ordered]
+    for outcome in outcomes:
+        FIXES.labels(outcome.value).inc()
+    live = [f for f, o in zip(ordered, outcomes, strict=True) if o is Recorded.LIVE]
+    if feed is not None and live:
+        await feed.publish(position_channel(live[-1].driver_id), position_message(live[-1]))
+    return outcomes
 
 
 async def nearby(

@@ -195,7 +195,11 @@ async def _driver_frame(
         body = locations.LocationIn.model_validate(fields)
         now = utcnow()
         await locations.ingest(
-            runtime.locations, body.to_fix(driver_id, now=now), feed=runtime.pubsub, now=now
+            runtime.locations,
+            body.to_fix(driver_id, now=now),
+            feed=runtime.pubsub,
+            now=now,
+            max_accuracy_m=runtime.settings.location_max_accuracy_m,
         )
     except ValidationError as exc:
         errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
