@@ -7,12 +7,10 @@ its own short transaction; several dispatchers (in several processes) share the 
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-
 import structlog
 from prometheus_client import Counter
 
+from ridehail.background import BackgroundLoop
 from ridehail.db import Database
 from ridehail.dispatch import repository, service
 from ridehail.dispatch.schemas import OfferOut
@@ -34,11 +32,9 @@ def offer_channel(driver_id: str) -> str:
     return f"driver:{driver_id}:offers"
 
 
-#: How long stop() waits for the step in progress before cancelling it.
-STOP_GRACE_S = 10.0
+class Dispatcher(BackgroundLoop):
+    name = "dispatcher"
 
-
-class Dispatcher:
     def __init__(
         self,
         *,
@@ -48,47 +44,14 @@ class Dispatcher:
         tick_s: float,
         pubsub: PubSub | None = None,
     ) -> None:
-        self._pubsub = pubsub
+        super().__init__(interval_s=tick_s)
         self._db = db
         self._store = store
         self._policy = policy
-        self._tick_s = tick_s
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._stopping = False
+        self._pubsub = pubsub
 
-    def nudge(self) -> None:
-        self._wake.set()
-
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="dispatcher")
-
-    async def stop(self) -> None:
-        """Finish the step in progress, then stop; cancel only a step that overruns (a
-        query cancelled mid-flight could leave its connection inside a transaction)."""
-        if self._task is None:
-            return
-        self._stopping = True
-        self._wake.set()
-        try:
-            await asyncio.wait_for(asyncio.shield(self._task), timeout=STOP_GRACE_S)
-        except TimeoutError:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        self._task = None
-
-    async def _run(self) -> None:
-        while not self._stopping:
-            try:
-                await self.tick()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("dispatch_tick_failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self._tick_s)
-            self._wake.clear()
+    async def step(self) -> None:
+        await self.tick()
 
     async def tick(self) -> int:
         """Expire overdue offers, then advance every due search. Returns the steps taken."""
@@ -97,7 +60,7 @@ class Dispatcher:
         if expired:
             EXPIRED.inc(expired)
         steps = 0
-        while steps < MAX_STEPS_PER_TICK and not self._stopping:
+        while steps < MAX_STEPS_PER_TICK and not self.stopping:
             async with self._db.transaction() as session:
                 now = utcnow()
                 search = await repository.claim_due_search(session, now)

@@ -4,14 +4,13 @@ zero times; consumers deduplicate by event id."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import time
 from datetime import datetime, timedelta
 
 import structlog
 from sqlalchemy import delete, select, update
 
+from ridehail.background import BackgroundLoop
 from ridehail.db import Database, OutboxEvent
 from ridehail.db.processed import ProcessedEvent
 from ridehail.kernel.clock import utcnow
@@ -27,56 +26,21 @@ PROCESSED_RETENTION = timedelta(days=7)
 PRUNE_EVERY_S = 600.0
 
 
-#: How long stop() waits for the step in progress before cancelling it.
-STOP_GRACE_S = 10.0
+class OutboxRelay(BackgroundLoop):
+    name = "outbox-relay"
 
-
-class OutboxRelay:
     def __init__(self, *, db: Database, bus: EventBus, poll_s: float) -> None:
+        super().__init__(interval_s=poll_s)
         self._db = db
         self._bus = bus
-        self._poll_s = poll_s
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._stopping = False
+        self._last_prune = 0.0
 
-    def nudge(self) -> None:
-        self._wake.set()
-
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="outbox-relay")
-
-    async def stop(self) -> None:
-        """Finish the step in progress, then stop; cancel only a step that overruns (a
-        query cancelled mid-flight could leave its connection inside a transaction)."""
-        if self._task is None:
-            return
-        self._stopping = True
-        self._wake.set()
-        try:
-            await asyncio.wait_for(asyncio.shield(self._task), timeout=STOP_GRACE_S)
-        except TimeoutError:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        self._task = None
-
-    async def _run(self) -> None:
-        last_prune = 0.0
-        while not self._stopping:
-            try:
-                while await self.relay_once() == BATCH:
-                    pass
-                if time.monotonic() - last_prune > PRUNE_EVERY_S:
-                    await self.prune(now=utcnow())
-                    last_prune = time.monotonic()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("outbox_relay_failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self._poll_s)
-            self._wake.clear()
+    async def step(self) -> None:
+        while await self.relay_once() == BATCH and not self.stopping:
+            pass
+        if time.monotonic() - self._last_prune > PRUNE_EVERY_S:
+            await self.prune(now=utcnow())
+            self._last_prune = time.monotonic()
 
     async def relay_once(self) -> int:
         """Publish one batch of unpublished events; returns how many. Rows are locked with
