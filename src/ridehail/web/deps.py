@@ -16,7 +16,11 @@ from ridehail.runtime import Runtime
 _bearer = HTTPBearer(auto_error=False, description="Access token from POST /api/v1/auth/token")
 
 
-def get_runtime(request: Request) -> Runtime:
+# Dependencies are `async def` even though they never await: FastAPI runs a plain `def`
+# dependency in its threadpool, a thread hop on every request of the hottest paths.
+
+
+async def get_runtime(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime
 
@@ -24,7 +28,7 @@ def get_runtime(request: Request) -> Runtime:
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-def get_principal(
+async def get_principal(
     runtime: RuntimeDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
