@@ -1,0 +1,1 @@
+"""Benchmarks for ridehail: `make bench` runs them all (see docs/benchmarks.md)."""

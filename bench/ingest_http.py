@@ -1,0 +1,377 @@
+"""Benchmark 1: single-PUT location ingest over HTTP against a bare ASGI endpoint.
+
+Starts `ridehail serve` (one uvicorn process) on the embedded default and on the production
+profile, each with the access log as shipped (log level INFO: one structlog line per
+request, to a file) and with it filtered out (RIDEHAIL_LOG_LEVEL=WARNING), plus the bare
+ASGI app of bench/bare_asgi.py under the same uvicorn flags. Registers 200 drivers over the
+API, then drives PUT /api/v1/drivers/{id}/location with wrk and bench/put_location.lua.
+Rounds are interleaved (every target once per round) so that drift of a noisy machine
+spreads over all targets alike.
+
+    .venv/bin/python -m bench.ingest_http
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import signal
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench import common
+
+DRIVERS = int(os.environ.get("BENCH_HTTP_DRIVERS", "200"))
+THREADS = int(os.environ.get("BENCH_WRK_THREADS", "2"))
+CONNECTIONS = int(os.environ.get("BENCH_WRK_CONNECTIONS", "32"))
+DURATION_S = int(os.environ.get("BENCH_WRK_DURATION_S", "10"))
+WARMUP_S = int(os.environ.get("BENCH_WRK_WARMUP_S", "1"))
+LUA = common.ROOT / "bench" / "put_location.lua"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Target:
+    key: str
+    label: str
+    args: list[str]
+    env: dict[str, str]
+    drivers_file: Path | None = None
+    port: int = field(default_factory=common.free_port)
+    proc: subprocess.Popen[bytes] | None = None
+    log: Path | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+def base_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("RIDEHAIL_")}
+
+
+def ridehail_env(**settings: str) -> dict[str, str]:
+    env = base_env()
+    env.update(
+        {
+            "RIDEHAIL_ARGON2_TIME_COST": "1",
+            "RIDEHAIL_ARGON2_MEMORY_KIB": "64",
+            **{f"RIDEHAIL_{k.upper()}": v for k, v in settings.items()},
+        }
+    )
+    return env
+
+
+def start(target: Target, logs: Path) -> None:
+    target.log = logs / f"{target.key}.log"
+    with target.log.open("wb") as handle:
+        target.proc = subprocess.Popen(
+            [*target.args, "--host", "127.0.0.1", "--port", str(target.port)],
+            env=target.env,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            cwd=common.ROOT,
+        )
+
+
+def wait_ready(target: Target, path: str, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert target.proc is not None
+        if target.proc.poll() is not None:
+            raise RuntimeError(f"{target.key} exited early:\n{tail(target)}")
+        try:
+            if httpx.get(target.url + path, timeout=1.0).status_code in (200, 204):
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{target.key} did not become ready:\n{tail(target)}")
+
+
+def tail(target: Target, chars: int = 3000) -> str:
+    return target.log.read_text(errors="replace")[-chars:] if target.log else ""
+
+
+def stop(target: Target) -> None:
+    proc = target.proc
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=5)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process (all its threads), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def write_lines(path: Path, lines: list[str]) -> Path:
+    path.write_text("".join(f"{line}\n" for line in lines))
+    return path
+
+
+async def register_drivers(base_url: str, count: int, tag: str) -> list[str]:
+    """Sign up ``count`` drivers, get their tokens, make them available: "id token" lines."""
+    sem = asyncio.Semaphore(8)
+    deadline = common.Deadline(180, "driver registration")
+
+    async def one(client: httpx.AsyncClient, n: int) -> str:
+        async with sem:
+            deadline.check()
+            email = f"bench-{tag}-{n}@example.com"
+            password = "bench-password-1"
+            reply = await client.post(
+                "/api/v1/drivers",
+                json={
+                    "name": f"Bench Driver {n}",
+                    "email": email,
+                    "password": password,
+                    "license_number": f"B-{n}",
+                    "vehicle": {"make": "Skoda", "model": "Octavia", "plate": f"BEN-{n}"},
+                },
+            )
+            reply.raise_for_status()
+            driver_id = reply.json()["driver_id"]
+            reply = await client.post(
+                "/api/v1/auth/token", json={"email": email, "password": password}
+            )
+            reply.raise_for_status()
+            token = reply.json()["access_token"]
+            reply = await client.put(
+                f"/api/v1/drivers/{driver_id}/availability",
+                json={"status": "available"},
+                headers={"authorization": f"Bearer {token}"},
+            )
+            reply.raise_for_status()
+            return f"{driver_id} {token}"
+
+    async with httpx.AsyncClient(base_url=base_url, timeout=30.0) as client:
+        return list(await asyncio.gather(*(one(client, n) for n in range(count))))
+
+
+def wrk(target: Target, duration_s: int) -> dict[str, Any]:
+    assert target.drivers_file is not None
+    assert target.proc is not None
+    cmd = [
+        common.need("wrk"),
+        f"-t{THREADS}",
+        f"-c{CONNECTIONS}",
+        f"-d{duration_s}s",
+        "--timeout",
+        "5s",
+        "--latency",
+        "-s",
+        str(LUA),
+        target.url,
+        "--",
+        str(target.drivers_file),
+    ]
+    cpu_before = cpu_seconds(target.proc.pid)
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration_s + 60, check=True)
+    cpu_used = cpu_seconds(target.proc.pid) - cpu_before
+    line = next((x for x in out.stdout.splitlines() if x.startswith("WRKJSON ")), None)
+    if line is None:
+        raise RuntimeError(f"wrk printed no result:\n{out.stdout}\n{out.stderr}")
+    result: dict[str, Any] = json.loads(line.removeprefix("WRKJSON "))
+    result["rps"] = result["requests"] / (result["duration_us"] / 1e6)
+    result["server_cpu_us_per_request"] = cpu_used * 1e6 / max(1, result["requests"])
+    return result
+
+
+def summarize(target: Target, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "label": target.label,
+        "requests_per_s": common.spread([r["rps"] for r in runs], 0),
+        "p50_ms": common.spread([r["p50_us"] / 1000 for r in runs], 2),
+        "p99_ms": common.spread([r["p99_us"] / 1000 for r in runs], 2),
+        "server_cpu_us_per_request": common.spread(
+            [r["server_cpu_us_per_request"] for r in runs], 0
+        ),
+        "requests": sum(r["requests"] for r in runs),
+        "non_2xx": sum(r["non_2xx"] for r in runs),
+        "socket_errors": sum(r["socket_errors"] + r["timeouts"] for r in runs),
+    }
+
+
+async def prepare(targets: dict[str, Target], tmp: Path) -> None:
+    for target in targets.values():
+        start(target, tmp)
+    for target in targets.values():
+        wait_ready(target, "/healthz" if target.key == "bare" else "/readyz")
+    keys = ("embedded_log", "embedded_nolog", "production_log")
+    with common.timed(f"registered {DRIVERS} drivers on each of {', '.join(keys)}"):
+        signed_up = await asyncio.gather(
+            *(register_drivers(targets[key].url, DRIVERS, key) for key in keys)
+        )
+    for key, lines in zip(keys, signed_up, strict=True):
+        targets[key].drivers_file = write_lines(tmp / f"{key}-drivers.txt", lines)
+    # Both production servers share the database, Redis prefix and JWT secret. The bare app
+    # ignores ids and tokens but gets byte-for-byte the same shape of requests.
+    targets["production_nolog"].drivers_file = targets["production_log"].drivers_file
+    targets["bare"].drivers_file = targets["production_log"].drivers_file
+
+
+def build_targets(tmp: Path, database: str, prefix: str) -> dict[str, Target]:
+    serve = [str(Path(common.PYTHON).parent / "ridehail"), "serve"]
+    jwt_secret = secrets.token_urlsafe(48)
+
+    def embedded(name: str, level: str) -> dict[str, str]:
+        (tmp / name).mkdir()
+        return ridehail_env(
+            database_url=f"sqlite+aiosqlite:///{tmp / name / 'b.db'}",
+            var_dir=str(tmp / name / "var"),
+            log_level=level,
+        )
+
+    def production(level: str) -> dict[str, str]:
+        return ridehail_env(
+            database_url=common.sqlalchemy_pg_url(database),
+            redis_url=common.REDIS_URL,
+            redis_key_prefix=prefix,
+            jwt_secret=jwt_secret,
+            log_level=level,
+        )
+
+    return {
+        "bare": Target(
+            "bare",
+            "bare ASGI app (baseline)",
+            [common.PYTHON, "-m", "bench.bare_asgi"],
+            base_env(),
+        ),
+        "embedded_log": Target(
+            "embedded_log",
+            "embedded default, access log on (as shipped)",
+            serve,
+            embedded("embedded_log", "INFO"),
+        ),
+        "embedded_nolog": Target(
+            "embedded_nolog",
+            "embedded default, RIDEHAIL_LOG_LEVEL=WARNING",
+            serve,
+            embedded("embedded_nolog", "WARNING"),
+        ),
+        "production_log": Target(
+            "production_log",
+            "production profile, access log on (as shipped)",
+            serve,
+            production("INFO"),
+        ),
+        "production_nolog": Target(
+            "production_nolog",
+            "production profile, RIDEHAIL_LOG_LEVEL=WARNING",
+            serve,
+            production("WARNING"),
+        ),
+    }
+
+
+def upgrade_database(database: str, prefix: str) -> None:
+    env = ridehail_env(
+        database_url=common.sqlalchemy_pg_url(database),
+        redis_url=common.REDIS_URL,
+        redis_key_prefix=prefix,
+        jwt_secret="unused-for-upgrade",
+    )
+    subprocess.run(
+        [str(Path(common.PYTHON).parent / "ridehail"), "db", "upgrade"],
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+
+
+async def run() -> dict[str, Any]:
+    common.need("wrk")
+    began = common.started()
+    prefix = common.new_prefix()
+    async with common.pg_database() as database, common.redis_client(prefix) as redis:
+        upgrade_database(database, prefix)
+        with tempfile.TemporaryDirectory(prefix="ridehail-bench-") as tmp_name:
+            tmp = Path(tmp_name)
+            targets = build_targets(tmp, database, prefix)
+            try:
+                await prepare(targets, tmp)
+                runs: dict[str, list[dict[str, Any]]] = {key: [] for key in targets}
+                order = list(targets)
+                for round_no in range(common.REPEATS):
+                    shift = round_no % len(order)
+                    for key in order[shift:] + order[:shift]:
+                        target = targets[key]
+                        wrk(target, WARMUP_S)
+                        result = wrk(target, DURATION_S)
+                        runs[key].append(result)
+                        print(
+                            f"   round {round_no + 1} {key:17s} {result['rps']:8.0f} req/s"
+                            f"  p50 {result['p50_us'] / 1000:6.2f} ms"
+                            f"  p99 {result['p99_us'] / 1000:6.2f} ms"
+                            f"  non-2xx {result['non_2xx']}",
+                            flush=True,
+                        )
+                stored = int(await redis.hlen(f"{prefix}loc:fix"))
+                access_lines = {
+                    key: tail(targets[key], 10**9).count("http_request")
+                    for key in ("embedded_log", "embedded_nolog")
+                }
+            finally:
+                for target in targets.values():
+                    stop(target)
+    results = {key: summarize(targets[key], runs[key]) for key in targets}
+    bare_rps = [r["rps"] for r in runs["bare"]]
+    for key in targets:
+        if key == "bare":
+            continue
+        ratios = [r["rps"] / b for r, b in zip(runs[key], bare_rps, strict=True)]
+        results[key]["ratio_to_bare"] = common.spread(ratios, 3)
+    bad = {k: (v["non_2xx"], v["socket_errors"]) for k, v in results.items()}
+    part = {
+        "settings": {
+            "wrk": f"wrk -t{THREADS} -c{CONNECTIONS} -d{DURATION_S}s --timeout 5s --latency "
+            f"-s bench/put_location.lua (after a {WARMUP_S} s warm-up run)",
+            "connections": CONNECTIONS,
+            "drivers": DRIVERS,
+            "repeats": common.REPEATS,
+            "server": "ridehail serve (uvicorn, one process, --role all)",
+        },
+        "targets": results,
+        "checks": {
+            "production_drivers_with_a_stored_fix": stored,
+            "access_log_lines_embedded_log": access_lines["embedded_log"],
+            "access_log_lines_embedded_nolog": access_lines["embedded_nolog"],
+        },
+    }
+    common.write_part("ingest_http", began, part)
+    if any(n or e for n, e in bad.values()):
+        raise SystemExit(f"non-2xx responses or socket errors: {bad}")
+    return part
+
+
+def main() -> None:
+    common.exit_cleanly_on_sigterm()
+    common.banner("1. HTTP location ingest vs bare ASGI")
+    part = asyncio.run(run())
+    for key, value in part["targets"].items():
+        ratio = value.get("ratio_to_bare", {}).get("median", 1.0)
+        print(
+            f"   {key:17s} median {value['requests_per_s']['median']:8.0f} req/s  ratio {ratio:.3f}"
+        )
+    print(json.dumps(part["checks"]))
+
+
+if __name__ == "__main__":
+    main()

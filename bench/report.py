@@ -1,0 +1,501 @@
+"""Merges the benchmark parts (bench/results/*.tmp) into bench/results/latest.json and
+regenerates docs/benchmarks.md from it. Run by bench/run.sh after the benchmarks.
+
+    .venv/bin/python -m bench.report [--runtime-s N]
+
+Every number written here comes from a part file; none is typed in.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from typing import Any
+
+from bench import common
+
+LATEST = common.RESULTS / "latest.json"
+DOCS = common.ROOT / "docs" / "benchmarks.md"
+DASH = "\u2013"
+PARTS = ("ingest_http", "nearest", "ingest_store", "memory")
+
+
+def tool_versions() -> dict[str, str]:
+    def first_line(args: list[str]) -> str:
+        return (common._run(args).splitlines() or [""])[0]
+
+    wrk = first_line(["wrk", "--version"])
+    return {
+        "wrk": wrk.split(" [")[0] if wrk else "not installed",
+        "redis-benchmark": first_line(["redis-benchmark", "--version"]),
+    }
+
+
+def compact(data: dict[str, Any]) -> str:
+    """Indented JSON with lists of numbers, and small objects, kept on one line."""
+    text = json.dumps(data, indent=1, ensure_ascii=False)
+    text = re.sub(
+        r"\[\s+([^\[\]{}]*?)\s+\]", lambda m: "[" + " ".join(m.group(1).split()) + "]", text
+    )
+
+    def one_line(match: re.Match[str]) -> str:
+        flat = "{" + " ".join(match.group(1).split()) + "}"
+        return flat if len(flat) <= 110 else match.group(0)
+
+    return re.sub(r"\{\s+([^{}]*?)\s+\}", one_line, text)
+
+
+def num(value: float, digits: int = 0) -> str:
+    return f"{value:,.{digits}f}"
+
+
+def cell(s: dict[str, Any], digits: int = 0) -> str:
+    """median (min-max)"""
+    if s["min"] == s["max"]:
+        return num(s["median"], digits)
+    return f"{num(s['median'], digits)} ({num(s['min'], digits)}{DASH}{num(s['max'], digits)})"
+
+
+def ms(s: dict[str, Any]) -> dict[str, Any]:
+    """A spread in microseconds, in milliseconds."""
+    return {k: [v / 1000 for v in s[k]] if k == "runs" else s[k] / 1000 for k in s}
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def section_http(p: dict[str, Any]) -> str:
+    t = p["targets"]
+    rows = []
+    for key, v in t.items():
+        ratio = cell(v["ratio_to_bare"], 3) if "ratio_to_bare" in v else "1 (baseline)"
+        rows.append(
+            [
+                v["label"],
+                cell(v["requests_per_s"]),
+                ratio,
+                cell(v["p50_ms"], 2),
+                cell(v["p99_ms"], 2),
+                cell(v["server_cpu_us_per_request"]),
+                f"{v['non_2xx']} of {num(v['requests'])}",
+            ]
+        )
+        del key
+    s = p["settings"]
+    bare_cpu = t["bare"]["server_cpu_us_per_request"]["median"]
+    emb = t["embedded_nolog"]["server_cpu_us_per_request"]["median"]
+    prod = t["production_nolog"]["server_cpu_us_per_request"]["median"]
+    c = p["checks"]
+    conns = int(s["connections"])
+    emb_rps = t["embedded_nolog"]["requests_per_s"]["median"]
+    return f"""## 1. Single-PUT location ingest vs a bare ASGI endpoint
+
+**What.** `PUT /api/v1/drivers/{{id}}/location` with a JSON body
+(`{{"latitude": ..., "longitude": ...}}`, coordinates varying over the city box, no
+`recorded_at`), bearer token of the driver, 204 expected, against the same server process
+model answering 204 from a raw ASGI callable (`bench/bare_asgi.py`, reads the body first).
+
+**How.** `ridehail serve` (uvicorn, one process, role `all`, so the dispatcher and outbox
+relay run in it too) on the embedded default (SQLite file + in-process H3 store) and on the
+production profile (PostgreSQL + Redis, own database and key prefix). {s["drivers"]} drivers
+signed up over the API, got tokens and went available; `bench/put_location.lua` rotates over
+their ids and tokens. Load: `{s["wrk"]}`, against each target in turn, {s["repeats"]} rounds
+(the order rotates each round). The bare app gets byte-for-byte the same requests and is
+served by `uvicorn.run` with the same arguments as `ridehail serve`.
+Server CPU is user + system time of the server process (all threads, from `/proc`) divided
+by the requests wrk completed.
+
+**Access log.** As shipped (default `RIDEHAIL_LOG_LEVEL=INFO`) every request writes one
+structlog line to stderr (here: a file). The only switch is the log level:
+`RIDEHAIL_LOG_LEVEL=WARNING` filters the line out (checked: the INFO server wrote
+{num(c["access_log_lines_embedded_log"])} `http_request` lines, the WARNING one
+{c["access_log_lines_embedded_nolog"]}). Both are shown.
+
+{
+        table(
+            [
+                "target",
+                "requests/s",
+                "ratio to bare",
+                "p50 ms",
+                "p99 ms",
+                "server CPU µs/request",
+                "non-2xx",
+            ],
+            rows,
+        )
+    }
+
+Latency is wrk's, with {conns} connections each always waiting for its reply (closed loop),
+so it is mostly queueing: for the embedded default, {conns} connections ÷
+{num(emb_rps)} requests/s = {num(conns / emb_rps * 1000, 1)} ms. The server CPU per request
+is the steadier figure on a shared machine: {num(emb)} µs (embedded) and {num(prod)} µs (production)
+against {num(bare_cpu)} µs for the bare app. After the runs
+{c["production_drivers_with_a_stored_fix"]} production drivers had a live fix in Redis.
+"""
+
+
+def section_nearest(p: dict[str, Any]) -> str:
+    r = p["results"]
+    s = p["settings"]
+    city = p["city"]
+    rows = []
+    for key, v in r.items():
+        ratio = (
+            cell(v["ratio_to_raw_geosearch_python"], 3)
+            if "ratio_to_raw_geosearch_python" in v
+            else ("1 (baseline)" if key == "raw_geosearch_python" else "—")
+        )
+        short = v.get("answers_with_fewer_than_10")
+        rows.append(
+            [
+                v["label"],
+                cell(v["queries_per_s"]),
+                ratio,
+                cell(ms(v["p50_us"]), 2),
+                cell(ms(v["p99_us"]), 2),
+                "—" if short is None else str(short),
+            ]
+        )
+    nearest_table = table(
+        [
+            "method",
+            "queries/s",
+            "ratio to raw GEOSEARCH (Python)",
+            "p50 ms",
+            "p99 ms",
+            "answers < 10 hits",
+        ],
+        rows,
+    )
+    return f"""## 2. Nearest 10 drivers within 2 km among {num(s["drivers"])}
+
+**What.** `nearest(limit={s["limit"]}, radius_m={num(s["radius_m"])})` over {num(s["drivers"])}
+drivers in a box {common.WIDTH_KM:g} km east-west by {common.HEIGHT_KM:g} km north-south,
+centred on {common.CENTRE_LAT}, {common.CENTRE_LON}: {int(common.HOTSPOT_SHARE * 100)} % of
+the drivers around {len(common.HOTSPOTS)} Gaussian hotspots (sigma 1 to 1.5 km), the rest uniform;
+seeded (`bench/common.py`). Query points come from the same mixture with another seed;
+{num(s["queries_per_run"])} of them per run, {s["repeats"]} runs, every fix fresh.
+
+**How.** (a) `InMemoryLocationStore.nearest` awaited in-process one query at a time, each
+timed with `perf_counter_ns` (service time). (b) `RedisLocationStore.nearest` (GEOSEARCH
+with over-fetch, then HMGET of the exact fixes) with {s["concurrent_tasks"]} asyncio tasks on
+one redis-py client (`redis.asyncio.from_url`, as the app builds it). (c) Baselines on a plain
+GEO key with the same members: `GEOSEARCH key FROMLONLAT lon lat BYRADIUS 2 km ASC COUNT 10`
+from the same Python client, tasks and random points; and from `redis-benchmark -n
+{num(s["queries_per_run"])} -c {s["concurrent_tasks"]}` at one fixed point (the city centre,
+{num(city["drivers_within_2km_of_centre"])} drivers within 2 km). Latency under concurrency
+includes waiting for the other tasks; (a) is the time of one query alone.
+
+**Crowding.** Drivers within 2 km of a query point (sample of
+{num(city["drivers_within_2km_sample"])} points): mean {num(city["drivers_within_2km_mean"])},
+median {num(city["drivers_within_2km_median"])}, min {num(city["drivers_within_2km_min"])},
+max {num(city["drivers_within_2km_max"])}. Both stores returned the same 10 drivers in the
+same order for {p["checks"]["same_top10_in_memory_vs_redis"]} sampled points.
+
+{nearest_table}
+
+Redis {s["redis"]["version"]}. The in-process store's figures are for one core of the
+API process; Redis's are for the Redis server plus a Python client on a 2-core machine.
+"""
+
+
+def section_ingest_store(p: dict[str, Any]) -> str:
+    r = p["results"]
+    s = p["settings"]
+    c = p["checks"]
+    rows = []
+    for key, v in r.items():
+        ratio = (
+            cell(v["ratio_to_raw_geoadd"], 3)
+            if "ratio_to_raw_geoadd" in v
+            else ("1 (baseline)" if key == "raw_geoadd" else "—")
+        )
+        rows.append([v["label"], cell(v["writes_per_s"]), ratio])
+    pg = s["postgres"]
+    return f"""## 3. Ingest trade-off: one PostgreSQL row per driver vs Redis
+
+**What.** The same stream of {num(s["fixes"])} fixes from {num(s["drivers"])} drivers (rounds
+in which every driver reports once, in shuffled order, about 40 m from its last fix; times
+strictly increasing), cut into batches of {s["batch"]} that {s["workers"]} workers take in
+turn (the first {num(s["drivers"])} fixes insert, the rest update). Each run starts from
+empty tables / keys; {s["repeats"]} runs.
+
+**How.** (a) PostgreSQL {pg["version"]} (`synchronous_commit={pg["synchronous_commit"]}`,
+`fsync={pg["fsync"]}`, `shared_buffers={pg["shared_buffers"]}`): table
+`(driver_id text primary key, latitude, longitude, recorded_at)`, `INSERT ... ON CONFLICT
+(driver_id) DO UPDATE ... WHERE stored.recorded_at < EXCLUDED.recorded_at` (the stores'
+"older fixes never move the live position" rule), one transaction per batch through asyncpg
+`executemany`, {s["workers"]} connections; each batch sorted by driver id so concurrent
+transactions lock rows in one order. No spatial index: a real PostgreSQL location store
+would need one (PostGIS or a geohash column) to answer nearest queries, which costs more
+per write. (b) `RedisLocationStore.record_many` (one pipeline of the Lua script per batch),
+{s["workers"]} asyncio tasks. (c) Baselines: the same points as pipelined `GEOADD` from the
+same redis-py client and tasks; and the same {num(s["fixes"])} `GEOADD` commands streamed by
+`redis-cli --pipe`, the Redis server's own ceiling without Python in the loop.
+
+{table(["writer", "writes/s", "ratio to GEOADD (redis-py)"], rows)}
+
+Checks after the last run: {num(c["postgres_rows"])} PostgreSQL rows,
+{num(c["redis_store_members"])} members in the store's GEO key, newest fix kept in
+{c["newest_fix_kept_postgres"]} (PostgreSQL) and {c["newest_fix_kept_redis_store"]}
+(Redis store) sampled drivers, {c["postgres_deadlock_retries"]} deadlock retries.
+"""
+
+
+def section_memory(p: dict[str, Any]) -> str:
+    r = p["results"]
+    s = p["settings"]
+    rows = []
+    for key in ("in_memory_position_only", "in_memory_with_extras"):
+        v = r[key]
+        rows.append(
+            [
+                v["label"],
+                cell(v["with_id_string_bytes_per_driver"], 1),
+                f"{cell(v['store_bytes_per_driver'], 1)} + {num(s['id_string_bytes'])} id",
+                "—",
+            ]
+        )
+    for key in ("redis_store_position_only", "redis_store_with_extras", "raw_geo"):
+        v = r[key]
+        parts = (
+            f"GEO {cell(v['geo_key_bytes_per_driver'], 1)} + hash "
+            f"{cell(v['fix_hash_bytes_per_driver'], 1)}"
+            if "geo_key_bytes_per_driver" in v
+            else "GEO key only"
+        )
+        rows.append(
+            [
+                v["label"],
+                cell(v["memory_usage_bytes_per_driver"], 1),
+                parts,
+                cell(v["used_memory_delta_bytes_per_driver"], 1),
+            ]
+        )
+    return f"""## 4. Memory per tracked driver
+
+**How.** In process: a fresh interpreter builds the {num(s["drivers"])} fixes first, then
+`tracemalloc` measures an `InMemoryLocationStore` after `record_many` of all of them, minus
+the empty store. The driver id strings (`drv_` + 26 characters, {num(s["id_string_bytes"])}
+bytes each by `sys.getsizeof`) exist before the store and are added separately: the store
+keeps them as dict keys, and Redis stores them too. Redis {s["redis"]["version"]}:
+`MEMORY USAGE key SAMPLES 0` (every element) of the store's GEO key and fix hash after
+`record_many` of the same fixes, and the `INFO memory` `used_memory` delta (another user of
+the same Redis can disturb the delta; `MEMORY USAGE` counts only these keys). Baseline: a
+plain GEO key with the same members. "With extras" fixes carry heading, speed and accuracy.
+{s["repeats"]} runs each.
+
+{table(["store", "bytes per driver", "made of", "used_memory delta per driver"], rows)}
+"""
+
+
+FILES = """## Files and knobs
+
+| file | what it is |
+|---|---|
+| `bench/run.sh` | what `make bench` runs: installs tools, runs the four programs, then the report |
+| `bench/ingest_http.py` | benchmark 1; starts the servers, signs up drivers, runs wrk |
+| `bench/put_location.lua` | wrk script: rotating drivers, varying coordinates, counts non-2xx |
+| `bench/bare_asgi.py` | the baseline ASGI app and its uvicorn launcher |
+| `bench/nearest.py` | benchmark 2 |
+| `bench/ingest_store.py` | benchmark 3 |
+| `bench/memory.py` | benchmark 4 |
+| `bench/common.py` | the synthetic city, statistics, own database and Redis keys, machine facts |
+| `bench/report.py` | writes `bench/results/latest.json` and this file |
+
+Environment variables for quicker or longer runs (defaults in brackets): `BENCH_REPEATS` (3),
+`BENCH_WRK_DURATION_S` (10), `BENCH_WRK_WARMUP_S` (1), `BENCH_WRK_THREADS` (2),
+`BENCH_WRK_CONNECTIONS` (32), `BENCH_HTTP_DRIVERS` (200), `BENCH_NEAREST_QUERIES` (2000),
+`BENCH_NEAREST_TASKS` (32), `BENCH_INGEST_FIXES` (200000); `BENCH_REDIS_URL`,
+`BENCH_PG_HOST`, `BENCH_PG_PORT`, `BENCH_PG_USER` for other servers.
+
+## Profiling the ingest path
+
+Not part of `make bench`. With a server from benchmark 1 running under load (for example
+`ridehail serve` on the embedded default and the wrk command above), install py-spy into the
+virtual environment for yourself (`.venv/bin/pip install py-spy`; it is not a project
+dependency) and sample the server, only while it holds the GIL:
+
+```sh
+.venv/bin/py-spy record --pid <server pid> --duration 10 --rate 200 --gil --format raw -o ingest.raw
+```
+"""
+
+
+NOT_MEASURED = """## Not yet measured
+
+- **Batch and streamed ingest**: many fixes per request (`POST /api/v1/drivers/{id}/locations`)
+  and positions over the driver's WebSocket (`/api/v1/drivers/{id}/stream`). Both endpoints
+  arrived while this harness was being written, so neither has a benchmark yet.
+- **The 5-minute soak** (steady ingest plus queries, watching latency drift and memory).
+- **Dispatch latency** (ride requested → offer visible to the nearest driver).
+"""
+
+
+def render(data: dict[str, Any]) -> str:
+    m = data["machine"]
+    b = data["benchmarks"]
+    pg = b.get("ingest_store", {}).get("settings", {}).get("postgres", {})
+    # The code measured: as it was when the first benchmark started.
+    first = next((b[name] for name in PARTS if name in b), {})
+    commit = first.get("commit", m["commit"])
+    if first.get("src_uncommitted_changes", m["src_uncommitted_changes"]):
+        commit += " + uncommitted changes in src/"
+    machine = table(
+        ["fact", "value"],
+        [
+            ["`nproc`", str(m["nproc"])],
+            ["`uname -m`", m["arch"]],
+            ["CPU", m["cpu"]],
+            ["kernel", m["kernel"]],
+            ["Python", m["python"]],
+            ["PostgreSQL", pg.get("version", "—")],
+            ["Redis", b.get("memory", {}).get("settings", {}).get("redis", {}).get("version", "—")],
+            ["wrk", data["tools"]["wrk"]],
+            ["code measured (git)", commit],
+        ],
+    )  # fmt: skip
+    sections = [
+        section_http(b["ingest_http"]) if "ingest_http" in b else "",
+        section_nearest(b["nearest"]) if "nearest" in b else "",
+        section_ingest_store(b["ingest_store"]) if "ingest_store" in b else "",
+        section_memory(b["memory"]) if "memory" in b else "",
+    ]
+    runtime = data.get("runtime_s")
+    runtime_text = f" took {num(runtime)} s" if runtime else ""
+    first_start = min(part["started_at"] for part in b.values())
+    last_finish = max(part["finished_at"] for part in b.values())
+    started = "\n".join(
+        f"- `bench.{name}` started {b[name]['started_at']}, 1-minute load average "
+        f"{b[name]['load_average_at_start']}"
+        for name in PARTS
+        if name in b
+    )
+    return f"""# Benchmarks
+
+<!-- Generated by `make bench` (bench/report.py) from bench/results/latest.json. Do not
+edit by hand: the next run overwrites this file. -->
+
+What the hot paths of ridehail cost today, each measured next to a baseline in the same run
+on the same machine. Run them all with:
+
+```sh
+make bench        # needs PostgreSQL and Redis on 127.0.0.1 (make services starts them)
+```
+
+`bench/run.sh` installs `wrk` (and `redis-tools`) with apt if missing, runs the four programs
+below one after the other and regenerates this file and `bench/results/latest.json`. It
+creates its own PostgreSQL databases (`ridehail_bench_<random>`) and Redis keys
+(`ridehail_bench_<random>:*`) and removes them afterwards. One benchmark alone, then the
+report (which keeps the other benchmarks' last results):
+
+```sh
+.venv/bin/python -m bench.nearest && .venv/bin/python -m bench.report
+```
+
+{summary(b)}
+
+**Reading the tables.** Every measurement was repeated; cells show the median and, in
+brackets, the lowest and highest run. Ratios are taken per round (a target against its
+baseline measured in the same round), then the median of those. The machine is small and
+shared: load generator, server, PostgreSQL and Redis compete for {m["nproc"]} cores, and other
+work may run at the same time, so compare rows of one table rather than numbers across runs.
+
+## The run
+
+Measured from {first_start} to {last_finish} (UTC); `make bench`{runtime_text}.
+
+{started}
+
+{machine}
+
+{chr(10).join(sections)}
+{NOT_MEASURED}
+{FILES}"""
+
+
+def summary(b: dict[str, Any]) -> str:
+    """At a glance: medians from the tables below."""
+    lines = ["## At a glance", ""]
+    if "ingest_http" in b:
+        t = b["ingest_http"]["targets"]
+        lines.append(
+            "- **HTTP location ingest**, one server process: "
+            f"{num(t['embedded_log']['requests_per_s']['median'])} requests/s on the embedded "
+            f"default and {num(t['production_log']['requests_per_s']['median'])} on the "
+            "production profile as shipped, where a bare ASGI app under the same uvicorn "
+            f"answers {num(t['bare']['requests_per_s']['median'])} "
+            f"(ratio {num(t['embedded_log']['ratio_to_bare']['median'], 3)} and "
+            f"{num(t['production_log']['ratio_to_bare']['median'], 3)})."
+        )
+    if "nearest" in b:
+        r = b["nearest"]["results"]
+        lines.append(
+            "- **Nearest 10 within 2 km among 50,000 drivers**: "
+            f"{num(r['in_memory']['queries_per_s']['median'])} queries/s in-process "
+            f"(p50 {num(r['in_memory']['p50_us']['median'] / 1000, 2)} ms), "
+            f"{num(r['redis_store']['queries_per_s']['median'])} through the Redis store, "
+            f"{num(r['raw_geosearch_python']['queries_per_s']['median'])} for a bare "
+            "GEOSEARCH from the same Python client."
+        )
+    if "ingest_store" in b:
+        r = b["ingest_store"]["results"]
+        lines.append(
+            "- **Bulk ingest of fixes** (batches of 100, 8 workers): PostgreSQL upsert "
+            f"{num(r['postgres']['writes_per_s']['median'])} writes/s, Redis store "
+            f"{num(r['redis_store']['writes_per_s']['median'])}, plain GEOADD "
+            f"{num(r['raw_geoadd']['writes_per_s']['median'])} from Python and "
+            f"{num(r['raw_geoadd_redis_cli']['writes_per_s']['median'])} from redis-cli."
+        )
+    if "memory" in b:
+        r = b["memory"]["results"]
+        lines.append(
+            "- **Memory per driver**: "
+            f"{num(r['in_memory_position_only']['with_id_string_bytes_per_driver']['median'])}"
+            " bytes in-process (id string included), "
+            f"{num(r['redis_store_position_only']['memory_usage_bytes_per_driver']['median'])}"
+            " in Redis (GEO key + fix hash), "
+            f"{num(r['raw_geo']['memory_usage_bytes_per_driver']['median'])} for a plain GEO "
+            "key."
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runtime-s", type=float, default=None)
+    args = parser.parse_args()
+    previous: dict[str, Any] = {}
+    if LATEST.exists():
+        previous = json.loads(LATEST.read_text()).get("benchmarks", {})
+    benchmarks = dict(previous)
+    found = []
+    for name in PARTS:
+        path = common.RESULTS / f"{name}.tmp"
+        if path.exists():
+            benchmarks[name] = json.loads(path.read_text())
+            found.append(path)
+    if not found:
+        raise SystemExit("no benchmark results (bench/results/*.tmp) to report")
+    data = {
+        "generated_at": common.now_iso(),
+        "command": "make bench",
+        "runtime_s": round(args.runtime_s) if args.runtime_s else None,
+        "machine": common.machine_facts(),
+        "tools": tool_versions(),
+        "benchmarks": {name: benchmarks[name] for name in PARTS if name in benchmarks},
+    }
+    LATEST.write_text(compact(data) + "\n")
+    DOCS.write_text(render(data))
+    for path in found:
+        path.unlink()
+    print(f"wrote {LATEST.relative_to(common.ROOT)} and {DOCS.relative_to(common.ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
