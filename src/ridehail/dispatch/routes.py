@@ -9,9 +9,14 @@ from ridehail.dispatch import service
 from ridehail.dispatch.schemas import Declined, OfferList, OfferOut
 from ridehail.kernel.auth import Role
 from ridehail.kernel.clock import utcnow
-from ridehail.kernel.errors import PermissionDenied
 from ridehail.rides import RideOut
-from ridehail.web.deps import PrincipalDep, ReadSession, RuntimeDep, require_role
+from ridehail.web.deps import (
+    PrincipalDep,
+    ReadSession,
+    RuntimeDep,
+    require_role,
+    require_self_driver,
+)
 
 router = APIRouter(prefix="/api/v1", tags=["dispatch"])
 
@@ -19,9 +24,7 @@ router = APIRouter(prefix="/api/v1", tags=["dispatch"])
 @router.get("/drivers/{driver_id}/offers", response_model=OfferList)
 async def list_offers(driver_id: str, principal: PrincipalDep, session: ReadSession) -> OfferList:
     """The rides currently offered to this driver (open, not expired)."""
-    require_role(principal, Role.DRIVER)
-    if principal.subject_id != driver_id:
-        raise PermissionDenied("a driver sees only their own offers")
+    require_self_driver(principal, driver_id)
     offers = await service.open_offers(session, driver_id=driver_id, now=utcnow())
     return OfferList(offers=[OfferOut.of(o) for o in offers])
 

@@ -13,10 +13,16 @@ from ridehail.drivers.schemas import (
     NearbyDriverOut,
     NearbyOut,
 )
-from ridehail.kernel.auth import Principal, Role
-from ridehail.kernel.errors import InvalidRequest, PermissionDenied
+from ridehail.kernel.auth import Role
+from ridehail.kernel.errors import InvalidRequest
 from ridehail.kernel.geo import coarsen, haversine_m
-from ridehail.web.deps import PrincipalDep, ReadSession, RuntimeDep, require_role
+from ridehail.web.deps import (
+    PrincipalDep,
+    ReadSession,
+    RuntimeDep,
+    require_role,
+    require_self_driver,
+)
 
 router = APIRouter(prefix="/api/v1", tags=["drivers"])
 
@@ -52,18 +58,12 @@ async def me(principal: PrincipalDep, session: ReadSession) -> DriverOut:
     return DriverOut.of(await service.get_driver(session, principal.subject_id))
 
 
-def _only_self(principal: Principal, driver_id: str) -> None:
-    require_role(principal, Role.DRIVER)
-    if principal.subject_id != driver_id:
-        raise PermissionDenied("a driver may change only their own state")
-
-
 @router.put("/drivers/{driver_id}/availability", response_model=DriverOut)
 async def set_availability(
     driver_id: str, body: AvailabilityIn, principal: PrincipalDep, runtime: RuntimeDep
 ) -> DriverOut:
     """Go `available` (receive offers) or `offline` (no new offers)."""
-    _only_self(principal, driver_id)
+    require_self_driver(principal, driver_id)
     availability = service.Availability(body.status)
     async with runtime.db.transaction() as session:
         driver = await service.set_availability(

@@ -5,21 +5,13 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response, status
 
-from ridehail.kernel.auth import Principal, Role
 from ridehail.kernel.clock import utcnow
-from ridehail.kernel.errors import PermissionDenied
 from ridehail.locations import service
 from ridehail.locations.ports import Recorded
 from ridehail.locations.schemas import LocationBatchIn, LocationBatchOut, LocationIn
-from ridehail.web.deps import PrincipalDep, RuntimeDep, require_role
+from ridehail.web.deps import PrincipalDep, RuntimeDep, require_self_driver
 
 router = APIRouter(prefix="/api/v1", tags=["locations"])
-
-
-def _only_self(principal: Principal, driver_id: str) -> None:
-    require_role(principal, Role.DRIVER)
-    if principal.subject_id != driver_id:
-        raise PermissionDenied("a driver may report only their own location")
 
 
 @router.put(
@@ -31,7 +23,7 @@ async def update_location(
     driver_id: str, body: LocationIn, principal: PrincipalDep, runtime: RuntimeDep
 ) -> Response:
     """Report the driver's current position (every few seconds while online)."""
-    _only_self(principal, driver_id)
+    require_self_driver(principal, driver_id)
     now = utcnow()
     fix = body.to_fix(driver_id, now=now)
     await service.ingest(
@@ -50,7 +42,7 @@ async def upload_locations(
 ) -> LocationBatchOut:
     """Points the app buffered while offline (each with its `recorded_at`), up to 500.
     All are stored or, if one is invalid, none."""
-    _only_self(principal, driver_id)
+    require_self_driver(principal, driver_id)
     now = utcnow()
     fixes = [point.to_fix(driver_id, now=now) for point in body.locations]
     outcomes = await service.ingest_many(

@@ -46,6 +46,13 @@ def require_role(principal: Principal, *roles: Role) -> None:
         raise PermissionDenied(f"only a {allowed} may do this")
 
 
+def require_self_driver(principal: Principal, driver_id: str) -> None:
+    """Only the driver ``driver_id`` may act on it: other roles and other drivers get 403."""
+    require_role(principal, Role.DRIVER)
+    if principal.subject_id != driver_id:
+        raise PermissionDenied("a driver may act only on their own account")
+
+
 async def read_session(runtime: RuntimeDep) -> AsyncIterator[AsyncSession]:
     """A read-only session for GET handlers (nothing is committed)."""
     async with runtime.db.read_only() as session:
