@@ -89,12 +89,13 @@ async def ingest_many(
     now = now or utcnow()
     _refuse_future(fixes, now)
     ordered = sorted(fixes, key=lambda f: f.recorded_at)
-    precise = [f for f in ordered if not _imprecise(f, max_accuracy_m)]
-    for fix in ordered:
-        if _imprecise(fix, max_accuracy_m):
+    imprecise = [_imprecise(f, max_accuracy_m) for f in ordered]
+    for fix, blurry in zip(ordered, imprecise, strict=True):
+        if blurry:
             await store.trace_only(fix)
-    recorded = dict(zip(map(id, precise), await store.record_many(precise), strict=True))
-    outcomes = [recorded.get(id(f), Recorded.IMPRECISE) for f in ordered]
+    precise = [f for f, blurry in zip(ordered, imprecise, strict=True) if not blurry]
+    recorded = iter(await store.record_many(precise))
+    outcomes = [Recorded.IMPRECISE if blurry else next(recorded) for blurry in imprecise]
     for outcome in outcomes:
         FIXES.labels(outcome.value).inc()
     live = [f for f, o in zip(ordered, outcomes, strict=True) if o is Recorded.LIVE]

@@ -122,8 +122,11 @@ async def ride_events(websocket: WebSocket, ride_id: str) -> None:
         watch = RideWatch(websocket, runtime, sub)
         await watch.show_ride(ride)
 
+        status = rides.RideStatus(ride.status)
+
         async def outbound() -> None:
-            while rides.RideStatus(ride.status) not in rides.TERMINAL:
+            nonlocal status
+            while status not in rides.TERMINAL:
                 try:
                     channel, message = await asyncio.wait_for(sub.get(), timeout=watch.wait_s())
                 except TimeoutError:
@@ -133,7 +136,7 @@ async def ride_events(websocket: WebSocket, ride_id: str) -> None:
                     fresh = await _ride_for(runtime, principal, ride_id)
                     if fresh is None:
                         return
-                    ride.status = fresh.status
+                    status = rides.RideStatus(fresh.status)
                     await watch.show_ride(fresh)
                 else:
                     await watch.position(message)
@@ -141,7 +144,7 @@ async def ride_events(websocket: WebSocket, ride_id: str) -> None:
         async def ignore(_message: dict[str, Any]) -> None:
             return None
 
-        if rides.RideStatus(ride.status) not in rides.TERMINAL:
+        if status not in rides.TERMINAL:
             await sockets.run_until_closed(websocket, outbound=outbound, on_message=ignore)
         await sockets.close(websocket, 1000, "ride ended")
     finally:
