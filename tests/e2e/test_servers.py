@@ -145,24 +145,37 @@ async def pg_db(postgres_url: str) -> AsyncIterator[str]:
     await profiles.drop_database(postgres_url, url)
 
 
+def start_production(
+    processes: Processes, *, database_url: str, redis_url: str, key_prefix: str, apis: int
+) -> list[str]:
+    """``apis`` API processes (``serve --role api``) and one ``worker dispatch`` on
+    PostgreSQL + Redis; returns the API base URLs once every one is ready."""
+    env = server_env(
+        {
+            "RIDEHAIL_DATABASE_URL": database_url,
+            "RIDEHAIL_REDIS_URL": redis_url,
+            "RIDEHAIL_REDIS_KEY_PREFIX": key_prefix,
+        }
+    )
+    urls = []
+    for i in range(apis):
+        port = free_port()
+        processes.start(["serve", "--role", "api", "--port", str(port)], env, f"api{i}")
+        urls.append(f"http://127.0.0.1:{port}")
+    processes.start(["worker", "dispatch"], env, "dispatch")
+    for url in urls:
+        processes.wait_ready(url)
+    return urls
+
+
 def test_production_profile_api_and_dispatch_worker_processes(
     processes: Processes, pg_db: str, redis_url: str, redis_prefix: str
 ) -> None:
-    env = server_env(
-        {
-            "RIDEHAIL_DATABASE_URL": pg_db,
-            "RIDEHAIL_REDIS_URL": redis_url,
-            "RIDEHAIL_REDIS_KEY_PREFIX": redis_prefix,
-        }
+    urls = start_production(
+        processes, database_url=pg_db, redis_url=redis_url, key_prefix=redis_prefix, apis=2
     )
-    ports = [free_port(), free_port()]
-    for i, port in enumerate(ports):
-        processes.start(["serve", "--role", "api", "--port", str(port)], env, f"api{i}")
-    processes.start(["worker", "dispatch"], env, "dispatch")
-    for port in ports:
-        processes.wait_ready(f"http://127.0.0.1:{port}")
-    walkthrough(f"http://127.0.0.1:{ports[0]}")
-    walkthrough(f"http://127.0.0.1:{ports[1]}")
+    walkthrough(urls[0])
+    walkthrough(urls[1])
 
 
 async def test_rider_on_one_api_process_sees_driver_on_another(
@@ -174,20 +187,9 @@ async def test_rider_on_one_api_process_sees_driver_on_another(
 
     from websockets.asyncio.client import connect
 
-    env = server_env(
-        {
-            "RIDEHAIL_DATABASE_URL": pg_db,
-            "RIDEHAIL_REDIS_URL": redis_url,
-            "RIDEHAIL_REDIS_KEY_PREFIX": redis_prefix,
-        }
+    a, b = start_production(
+        processes, database_url=pg_db, redis_url=redis_url, key_prefix=redis_prefix, apis=2
     )
-    port_a, port_b = free_port(), free_port()
-    processes.start(["serve", "--role", "api", "--port", str(port_a)], env, "api_a")
-    processes.start(["serve", "--role", "api", "--port", str(port_b)], env, "api_b")
-    processes.start(["worker", "dispatch"], env, "dispatch")
-    a, b = f"http://127.0.0.1:{port_a}", f"http://127.0.0.1:{port_b}"
-    processes.wait_ready(a)
-    processes.wait_ready(b)
     tag = uuid.uuid4().hex[:8]
     async with (
         httpx.AsyncClient(base_url=a, timeout=10) as on_a,
@@ -244,7 +246,9 @@ async def test_rider_on_one_api_process_sees_driver_on_another(
                 },
             )
         ).json()
-        ws = await connect(f"ws://127.0.0.1:{port_a}/api/v1/rides/{ride['ride_id']}/events")
+        ws = await connect(
+            a.replace("http://", "ws://") + f"/api/v1/rides/{ride['ride_id']}/events"
+        )
         await ws.send(json.dumps({"type": "auth", "access_token": rider_token}))
 
         async def next_of(kind: str) -> dict[str, object]:
