@@ -134,3 +134,20 @@ class DriverLocationStore(Protocol):
     async def close(self) -> None:
         """Release connections; the store is not used afterwards."""
         ...
+
+
+def position_channel(driver_id: str) -> str:
+    """The real-time channel on which a driver's live positions are pushed."""
+    return f"driver:{driver_id}:position"
+
+
+def position_message(fix: LocationFix) -> dict[str, object]:
+    """What followers of a driver receive for each new live position."""
+    return {
+        "type": "driver.location",
+        "driver_id": fix.driver_id,
+        "latitude": fix.latitude,
+        "longitude": fix.longitude,
+        "heading": fix.heading,
+        "recorded_at": fix.recorded_at.isoformat(),
+    }

@@ -10,7 +10,14 @@ from prometheus_client import Counter
 from ridehail.kernel.clock import utcnow
 from ridehail.kernel.errors import InvalidRequest
 from ridehail.kernel.geo import denoised_path_length_m
-from ridehail.locations.ports import DriverLocationStore, LocationFix, NearbyDriver, Recorded
+from ridehail.locations.ports import (
+    DriverLocationStore,
+    LocationFix,
+    NearbyDriver,
+    Recorded,
+    position_channel,
+    position_message,
+)
 from ridehail.messaging import PubSub
 
 FIXES = Counter(
@@ -19,21 +26,6 @@ FIXES = Counter(
 
 #: A device clock may run a little ahead; more than this and the point is refused.
 MAX_CLOCK_SKEW = timedelta(seconds=30)
-
-
-def position_channel(driver_id: str) -> str:
-    return f"driver:{driver_id}:position"
-
-
-def position_message(fix: LocationFix) -> dict[str, object]:
-    return {
-        "type": "driver.location",
-        "driver_id": fix.driver_id,
-        "latitude": fix.latitude,
-        "longitude": fix.longitude,
-        "heading": fix.heading,
-        "recorded_at": fix.recorded_at.isoformat(),
-    }
 
 
 def _imprecise(fix: LocationFix, max_accuracy_m: float | None) -> bool:
