@@ -146,6 +146,9 @@ class InMemoryLocationStore:
 
     __slots__ = ("_cells", "_live", "_max_radius_m", "_max_speed_mps", "_resolution", "_traces")
 
+    #: Followers in this process are fed by the caller through the in-process pub/sub.
+    announces_positions = False
+
     def __init__(
         self,
         *,

@@ -82,7 +82,14 @@ class DriverLocationStore(Protocol):
     * ``forget`` removes the driver's live position entirely (search and ``current``); an
       open trace is left alone because the trip it belongs to may still be finishing.
     * Returned datetimes are timezone-aware UTC.
+
+    ``announces_positions`` tells whether the store itself publishes every fix that becomes
+    a live position to the real-time channel :func:`position_channel` (the Redis adapter
+    does it inside its write script, saving the ingest path a round trip); when it is false
+    the caller publishes.
     """
+
+    announces_positions: bool
 
     async def record(self, fix: LocationFix) -> Recorded:
         """Trace ``fix`` (when a trace is open) and make it the live position, unless a

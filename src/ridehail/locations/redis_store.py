@@ -163,6 +163,8 @@ def _text(value: bytes | str) -> str:
 class RedisLocationStore:
     """Live positions and trip traces in Redis, shared by every API and dispatch process."""
 
+    announces_positions = False
+
     def __init__(
         self,
         client: aioredis.Redis,

@@ -63,7 +63,7 @@ async def ingest(
     else:
         outcome = await store.record(fix)
     FIXES.labels(outcome.value).inc()
-    if outcome is Recorded.LIVE and feed is not None:
+    if outcome is Recorded.LIVE and feed is not None and not store.announces_positions:
         await feed.publish(position_channel(fix.driver_id), position_message(fix))
     return outcome
 
@@ -91,7 +91,7 @@ async def ingest_many(
     for outcome in outcomes:
         FIXES.labels(outcome.value).inc()
     live = [f for f, o in zip(ordered, outcomes, strict=True) if o is Recorded.LIVE]
-    if feed is not None and live:
+    if feed is not None and live and not store.announces_positions:
         await feed.publish(position_channel(live[-1].driver_id), position_message(live[-1]))
     return outcomes
 
