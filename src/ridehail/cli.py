@@ -54,6 +54,9 @@ def serve(
         port=port,
         workers=workers,
         log_level="warning",
+        # ridehail writes its own access log (structured, by route template); uvicorn's
+        # would format the client address and path of every request even when filtered.
+        access_log=False,
         ws_max_size=65_536,
         proxy_headers=False,
         lifespan="on",

@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1_048_576, gt=0)
     log_level: str = "INFO"
     log_format: Literal["console", "json"] = "console"
+    #: FastAPI's native OpenTelemetry (traces, metrics, logs to the global OTel providers).
+    opentelemetry: bool = False
 
     location_stale_after_s: float = Field(default=30.0, gt=0)
     #: A fix implying a faster move from the live one is kept out of matching.

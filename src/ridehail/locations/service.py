@@ -23,6 +23,8 @@ from ridehail.messaging import PubSub
 FIXES = Counter(
     "ridehail_location_fixes_total", "Location fixes by what became of them", ["outcome"]
 )
+#: One child per outcome, looked up once (a label lookup costs more than the increment).
+_FIXES_BY_OUTCOME = {outcome: FIXES.labels(outcome.value) for outcome in Recorded}
 
 #: A device clock may run a little ahead; more than this and the point is refused.
 MAX_CLOCK_SKEW = timedelta(seconds=30)
@@ -62,9 +64,11 @@ async def ingest(
         outcome = Recorded.IMPRECISE
     else:
         outcome = await store.record(fix)
-    FIXES.labels(outcome.value).inc()
+    _FIXES_BY_OUTCOME[outcome].inc()
     if outcome is Recorded.LIVE and feed is not None and not store.announces_positions:
-        await feed.publish(position_channel(fix.driver_id), position_message(fix))
+        channel = position_channel(fix.driver_id)
+        if feed.may_have_listeners(channel):
+            await feed.publish(channel, position_message(fix))
     return outcome
 
 
@@ -89,7 +93,7 @@ async def ingest_many(
     recorded = iter(await store.record_many(precise))
     outcomes = [Recorded.IMPRECISE if blurry else next(recorded) for blurry in imprecise]
     for outcome in outcomes:
-        FIXES.labels(outcome.value).inc()
+        _FIXES_BY_OUTCOME[outcome].inc()
     live = [f for f, o in zip(ordered, outcomes, strict=True) if o is Recorded.LIVE]
     if feed is not None and live and not store.announces_positions:
         await feed.publish(position_channel(live[-1].driver_id), position_message(live[-1]))

@@ -98,6 +98,11 @@ class _Fanout:
 class PubSub(Protocol):
     def subscription(self) -> Subscription: ...
     async def publish(self, channel: str, message: Mapping[str, Any]) -> None: ...
+    def may_have_listeners(self, channel: str) -> bool:
+        """False only when a publish to ``channel`` would certainly reach nobody, so that a
+        hot path can skip building the message."""
+        ...
+
     async def start(self) -> None: ...
     async def stop(self) -> None: ...
 
@@ -106,7 +111,11 @@ class InProcessPubSub(_Fanout):
     """The embedded default: publish delivers straight to this process's subscribers."""
 
     async def publish(self, channel: str, message: Mapping[str, Any]) -> None:
-        self.deliver(channel, json.loads(json.dumps(message)))
+        if channel in self._subs:
+            self.deliver(channel, json.loads(json.dumps(message)))
+
+    def may_have_listeners(self, channel: str) -> bool:
+        return channel in self._subs
 
     async def start(self) -> None:
         return None
@@ -129,6 +138,9 @@ class RedisPubSub(_Fanout):
 
     async def publish(self, channel: str, message: Mapping[str, Any]) -> None:
         await self._client.publish(self._prefix + channel, json.dumps(message))
+
+    def may_have_listeners(self, channel: str) -> bool:
+        return True  # listeners may be in any process
 
     async def start(self) -> None:
         self._conn = self._client.pubsub(ignore_subscribe_messages=True)

@@ -66,11 +66,16 @@ def status_for(exc: errors.DomainError) -> int:
     return 400
 
 
-async def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, errors.DomainError)
+def domain_problem(exc: errors.DomainError) -> JSONResponse:
+    """The answer to a domain error, wherever it was raised."""
     status = status_for(exc)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     return problem(status, exc.detail, title=exc.title, headers=headers)
+
+
+async def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, errors.DomainError)
+    return domain_problem(exc)
 
 
 def _clean_error(err: Any) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Any
 
 import structlog
 from prometheus_client import Counter, Histogram
@@ -103,13 +104,51 @@ class BodySizeLimit:
                 raise
 
 
-class RequestMetrics:
-    """Counts and times every HTTP request by route template (never by raw path: ids would
-    explode the label set) and writes one access-log line per request."""
+class HttpMetrics:
+    """Counts and times HTTP requests by route template (never by raw path: ids would
+    explode the label set) and writes one access-log line per request.
 
-    def __init__(self, app: ASGIApp, *, access_log: bool = True) -> None:
-        self.app = app
+    Successful requests to ``quiet_routes`` are counted and timed but not logged: a city's
+    drivers report their position 10-17 thousand times a second, and a log line each would
+    cost more than the report itself (and a billion lines a day nobody reads). Their errors
+    are still logged.
+    """
+
+    def __init__(self, *, access_log: bool = True, quiet_routes: frozenset[str] = frozenset()):
         self.access_log = access_log
+        self.quiet_routes = quiet_routes
+        # Label lookups take a lock and hash the label tuple; the children are few and
+        # fixed once seen, so they are looked up once.
+        self._counters: dict[tuple[str, str, int], Any] = {}
+        self._timers: dict[tuple[str, str], Any] = {}
+
+    def observe(self, method: str, route: str, status: int, elapsed: float) -> None:
+        counter = self._counters.get((method, route, status))
+        if counter is None:
+            counter = HTTP_REQUESTS.labels(method, route, str(status))
+            self._counters[(method, route, status)] = counter
+        timer = self._timers.get((method, route))
+        if timer is None:
+            timer = HTTP_LATENCY.labels(method, route)
+            self._timers[(method, route)] = timer
+        counter.inc()
+        timer.observe(elapsed)
+        if self.access_log and (status >= 300 or route not in self.quiet_routes):
+            log.info(
+                "http_request",
+                method=method,
+                route=route,
+                status=status,
+                duration_ms=round(elapsed * 1000, 2),
+            )
+
+
+class RequestMetrics:
+    """:class:`HttpMetrics` for every HTTP request that passes through."""
+
+    def __init__(self, app: ASGIApp, *, metrics: HttpMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -128,18 +167,7 @@ class RequestMetrics:
             await self.app(scope, receive, capture)
         finally:
             elapsed = time.perf_counter() - start
-            route = _route_template(scope)
-            method = scope.get("method", "")
-            HTTP_REQUESTS.labels(method, route, str(status)).inc()
-            HTTP_LATENCY.labels(method, route).observe(elapsed)
-            if self.access_log:
-                log.info(
-                    "http_request",
-                    method=method,
-                    route=route,
-                    status=status,
-                    duration_ms=round(elapsed * 1000, 2),
-                )
+            self.metrics.observe(scope.get("method", ""), _route_template(scope), status, elapsed)
 
 
 def _route_template(scope: Scope) -> str:

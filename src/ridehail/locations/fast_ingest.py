@@ -1,0 +1,181 @@
+"""The single-point location PUT, served ahead of FastAPI's per-request machinery.
+
+``PUT /api/v1/drivers/{id}/location`` is most of the traffic the system takes (50,000
+drivers, one report every 3-5 s each). Through FastAPI it costs several times what the work
+itself does: five layers of middleware, dependency resolution, a Request object, a Response
+object. The application hands this one request to :class:`LocationIngest` before any of
+that; it reads the body, validates it with the very same Pydantic model as the documented
+route (``LocationIn``), checks the token with the same verifier, applies the same rule (a
+driver moves only itself), calls the same ``service.ingest``, and counts and times the
+request under the route's template like every other.
+
+Whatever it does not accept - a body over the size limit, an unexpected content type, a
+body the model refuses, a missing or bad token, another driver's id - it hands on untouched
+(the body replayed) to the full application, whose documented route gives the documented
+answer: one place decides every error, and this path can never accept something the route
+would refuse. Nothing has been written when it hands over. A domain error raised by ingest
+(a fix from the future, refused before anything is stored) is answered here with the same
+problem+json the route's error handler produces.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+
+import structlog
+from pydantic import ValidationError
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ridehail.kernel.auth import Role
+from ridehail.kernel.clock import utcnow
+from ridehail.kernel.errors import AuthenticationFailed, DomainError
+from ridehail.locations import service
+from ridehail.locations.ports import LocationFix
+from ridehail.locations.schemas import LocationIn
+from ridehail.runtime import Runtime
+from ridehail.web.errors import domain_problem, problem
+from ridehail.web.middleware import HttpMetrics
+
+log = structlog.get_logger("ridehail.web")
+
+PREFIX = "/api/v1/drivers/"
+SUFFIX = "/location"
+ROUTE_PATH = PREFIX + "{driver_id}" + SUFFIX
+
+_NO_CONTENT: Message = {"type": "http.response.start", "status": 204, "headers": []}
+_EMPTY_BODY: Message = {"type": "http.response.body", "body": b""}
+
+
+def driver_id_of(path: str) -> str | None:
+    """The driver id if ``path`` is one driver's location resource, else None."""
+    if not (path.startswith(PREFIX) and path.endswith(SUFFIX)):
+        return None
+    driver_id = path[len(PREFIX) : -len(SUFFIX)]
+    return driver_id if driver_id and "/" not in driver_id else None
+
+
+def _is_json(content_type: bytes | None) -> bool:
+    """``application/json`` with or without parameters: what apps send. The route's rules
+    for other types (``+json`` suffixes, no type at all) are left to the route."""
+    if content_type is None:
+        return False
+    media = content_type.split(b";", 1)[0].strip().lower()
+    return media == b"application/json"
+
+
+class LocationIngest:
+    """Serves the location PUT, or hands it to ``fallback`` (the full application)."""
+
+    def __init__(self, *, metrics: HttpMetrics, max_body_bytes: int) -> None:
+        self.metrics = metrics
+        self.max_body_bytes = max_body_bytes
+
+    async def serve(
+        self, scope: Scope, receive: Receive, send: Send, driver_id: str, fallback: ASGIApp
+    ) -> None:
+        start = time.perf_counter()
+        authorization: bytes | None = None
+        content_type: bytes | None = None
+        declared = 0
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                authorization = value
+            elif name == b"content-type":
+                content_type = value
+            elif name == b"content-length":
+                declared = int(value) if value.isdigit() else self.max_body_bytes + 1
+        if authorization is None or not _is_json(content_type) or declared > self.max_body_bytes:
+            await fallback(scope, receive, send)
+            return
+        body, complete = await _read_body(receive, self.max_body_bytes)
+        accepted = _accept(scope, driver_id, authorization, body) if complete else None
+        if accepted is None:
+            await fallback(scope, _replay(body, complete, receive), send)
+            return
+        runtime, location = accepted
+        now = utcnow()
+        try:
+            status = await _ingest(scope, send, runtime, location.to_fix(driver_id, now=now), now)
+        except Exception:
+            log.exception("unhandled_error", path=ROUTE_PATH)
+            status = 500
+            await problem(500, "an unexpected error occurred; it has been logged")(
+                scope, _no_body, send
+            )
+        self.metrics.observe("PUT", ROUTE_PATH, status, time.perf_counter() - start)
+
+
+def _accept(
+    scope: Scope, driver_id: str, authorization: bytes, body: bytes
+) -> tuple[Runtime, LocationIn] | None:
+    """The runtime and the report if the route would accept them; None to let it answer."""
+    scheme, _, token = authorization.decode("latin-1").partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        return None
+    runtime: Runtime = scope["app"].state.runtime
+    try:
+        principal = runtime.verify_token(token.strip())
+    except AuthenticationFailed:
+        return None
+    if principal.role is not Role.DRIVER or principal.subject_id != driver_id:
+        return None
+    try:
+        return runtime, LocationIn.model_validate_json(body)
+    except ValidationError:
+        return None
+
+
+async def _ingest(
+    scope: Scope, send: Send, runtime: Runtime, fix: LocationFix, now: datetime
+) -> int:
+    """Store the fix and answer; the status sent."""
+    try:
+        await service.ingest(
+            runtime.locations,
+            fix,
+            feed=runtime.pubsub,
+            now=now,
+            max_accuracy_m=runtime.settings.location_max_accuracy_m,
+        )
+    except DomainError as exc:
+        response = domain_problem(exc)
+        await response(scope, _no_body, send)
+        return response.status_code
+    await send(_NO_CONTENT)
+    await send(_EMPTY_BODY)
+    return 204
+
+
+async def _read_body(receive: Receive, limit: int) -> tuple[bytes, bool]:
+    """The body, and whether it is all there: False if the client went away or the body
+    grew past ``limit`` (the rest is left unread for the application to refuse)."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return b"".join(chunks), False
+        chunk = message.get("body", b"")
+        chunks.append(chunk)
+        size += len(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks), True
+        if size > limit:
+            return b"".join(chunks), False
+
+
+def _replay(body: bytes, complete: bool, receive: Receive) -> Receive:
+    """A receive channel that gives what was already read first, then the real one."""
+    pending: list[Message] = [{"type": "http.request", "body": body, "more_body": not complete}]
+
+    async def replayed() -> Message:
+        if pending:
+            return pending.pop()
+        return await receive()
+
+    return replayed
+
+
+async def _no_body() -> Message:
+    return {"type": "http.request", "body": b"", "more_body": False}
