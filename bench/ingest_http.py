@@ -163,22 +163,31 @@ async def register_drivers(base_url: str, count: int, tag: str) -> list[str]:
         return list(await asyncio.gather(*(one(client, n) for n in range(count))))
 
 
-def wrk(target: Target, duration_s: int) -> dict[str, Any]:
+def wrk(
+    target: Target,
+    duration_s: int,
+    *,
+    script: Path = LUA,
+    script_args: list[str] | None = None,
+    connections: int = CONNECTIONS,
+) -> dict[str, Any]:
+    """One wrk run of ``script`` (given the target's drivers file, then ``script_args``)."""
     assert target.drivers_file is not None
     assert target.proc is not None
     cmd = [
         common.need("wrk"),
         f"-t{THREADS}",
-        f"-c{CONNECTIONS}",
+        f"-c{connections}",
         f"-d{duration_s}s",
         "--timeout",
         "5s",
         "--latency",
         "-s",
-        str(LUA),
+        str(script),
         target.url,
         "--",
         str(target.drivers_file),
+        *(script_args or []),
     ]
     cpu_before = cpu_seconds(target.proc.pid)
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration_s + 60, check=True)

@@ -18,7 +18,7 @@ from bench import common
 LATEST = common.RESULTS / "latest.json"
 DOCS = common.ROOT / "docs" / "benchmarks.md"
 DASH = "\u2013"
-PARTS = ("ingest_http", "nearest", "ingest_store", "memory")
+PARTS = ("ingest_http", "nearest", "ingest_store", "memory", "soak")
 
 
 def tool_versions() -> dict[str, str]:
@@ -294,6 +294,53 @@ plain GEO key with the same members. "With extras" fixes carry heading, speed an
 """
 
 
+def section_soak(p: dict[str, Any]) -> str:
+    s = p["settings"]
+    lat = p["latency_ms"]
+    cpu = p["cpu_cores"]
+    mem = p["redis_used_memory_bytes"]
+    stored = p["stored_check"]
+    rows = [
+        [
+            str(n),
+            num(seg["rps"]),
+            num(seg["p50_ms"], 2),
+            num(seg["p99_ms"], 2),
+            num(seg["max_ms"], 1),
+            str(seg["errors"]),
+        ]
+        for n, seg in enumerate(p["segments"], start=1)
+    ]
+    verdict = "**0 errors.**" if p["errors"] == 0 else f"**{num(p['errors'])} errors.**"
+    return f"""## 5. Soak: {num(s["drivers"])} drivers for {num(s["duration_s"])} s
+
+**What.** {num(s["drivers"])} simulated drivers each report their position once every
+{num(s["cycle_s"])} s (`PUT /api/v1/drivers/{{id}}/location`, each report 40 m on from the
+last, accuracy 8 m): {num(s["offered_rate_per_s"])} requests/s offered, for
+{num(s["duration_s"])} s, against `{s["server"]}`.
+
+**How.** `{s["load"]}` (`bench/soak.py`): wrk hands out paced send slots, so the offered
+rate does not depend on how fast answers come back while connections are free; latency is
+wrk's, from sending a request to its answer. The drivers' tokens are minted with the
+server's secret. CPU is CPU seconds per wall-clock second (1.0 = one core busy) of the API
+processes (the uvicorn supervisor and its workers, from `/proc`), of Redis (`INFO cpu`) and
+of wrk.
+
+{verdict} {num(p["requests"])} requests answered, {num(p["achieved_rate_per_s"])}/s achieved of
+{num(s["offered_rate_per_s"])}/s offered. Latency: p50 {cell(lat["p50_median_of_segments"], 2)} ms,
+p99 {cell(lat["p99_median_of_segments"], 2)} ms (median of the segments, with their spread),
+worst segment's p99 {num(lat["p99_worst_segment"], 1)} ms, slowest request
+{num(lat["max"], 1)} ms. CPU: API processes {num(cpu["api_processes"], 2)} cores, Redis
+{num(cpu["redis"], 2)}, wrk {num(cpu["wrk"], 2)}. Redis `used_memory` went from
+{num(mem["before"] / 1e6, 1)} MB to {num(mem["after"] / 1e6, 1)} MB. After the run,
+{stored["checked"] - stored["missing"] - stored["older_than_horizon"]} of {stored["checked"]}
+sampled drivers had a stored live position from the last minute
+({stored["missing"]} missing). Server log tracebacks: {p["server_log_tracebacks"]}.
+
+{table(["segment", "requests/s", "p50 ms", "p99 ms", "max ms", "errors"], rows)}
+"""
+
+
 FILES = """## Files and knobs
 
 | file | what it is |
@@ -305,6 +352,7 @@ FILES = """## Files and knobs
 | `bench/nearest.py` | benchmark 2 |
 | `bench/ingest_store.py` | benchmark 3 |
 | `bench/memory.py` | benchmark 4 |
+| `bench/soak.py`, `bench/soak.lua` | benchmark 5 and its paced wrk script |
 | `bench/common.py` | the synthetic city, statistics, own database and Redis keys, machine facts |
 | `bench/report.py` | writes `bench/results/latest.json` and this file |
 
@@ -365,6 +413,7 @@ def render(data: dict[str, Any]) -> str:
         section_nearest(b["nearest"]) if "nearest" in b else "",
         section_ingest_store(b["ingest_store"]) if "ingest_store" in b else "",
         section_memory(b["memory"]) if "memory" in b else "",
+        section_soak(b["soak"]) if "soak" in b else "",
     ]
     runtime = data.get("runtime_s")
     runtime_text = f" took {num(runtime)} s" if runtime else ""

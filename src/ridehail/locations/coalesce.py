@@ -1,0 +1,131 @@
+"""Concurrent single-fix writes gathered into one batched store write.
+
+Each location report is one small write, and with a network store most of its cost is the
+client's per-command overhead and the round trip, not the work in Redis. Under load, many
+reports are in flight in the same process at once: :class:`CoalescingStore` lets every
+``record`` that arrives while the event loop is busy join one ``record_many`` call, issued
+at the next turn of the loop. Alone, a report is written at once (a batch of one, no timer,
+no added latency); at 10,000 reports a second, tens share one round trip.
+
+``record_many`` is defined as the same as ``record`` for each fix in order, so batching
+changes no outcome: each caller gets the outcome of its own fix, and an error in the batch
+reaches every caller in it. Calls whose effect depends on order with the writes (``forget``,
+the trace calls, ``current``) first wait for the writes already accepted, so a driver who
+reports and then goes offline is not put back into search by a batch that was still queued.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import datetime
+
+from ridehail.locations.ports import DriverLocationStore, LocationFix, NearbyDriver, Recorded
+
+#: A batch never grows past this; the rest waits for the next turn.
+MAX_BATCH = 512
+
+
+class CoalescingStore:
+    """A :class:`DriverLocationStore` whose ``record`` calls are batched; every other call
+    goes straight to ``inner``."""
+
+    def __init__(self, inner: DriverLocationStore, *, max_batch: int = MAX_BATCH) -> None:
+        self.inner = inner
+        self.announces_positions = inner.announces_positions
+        self._max_batch = max_batch
+        self._pending: list[tuple[LocationFix, asyncio.Future[Recorded]]] = []
+        self._unsettled: set[asyncio.Future[Recorded]] = set()
+        self._flushing = False
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def record(self, fix: LocationFix) -> Recorded:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Recorded] = loop.create_future()
+        self._pending.append((fix, future))
+        self._unsettled.add(future)
+        future.add_done_callback(self._unsettled.discard)
+        if not self._flushing:
+            self._flushing = True
+            # call_soon runs after every callback already queued in this turn of the loop:
+            # the reports that arrived together are all pending by then.
+            loop.call_soon(self._start_flush)
+        return await future
+
+    def _start_flush(self) -> None:
+        task = asyncio.get_running_loop().create_task(self._flush())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _flush(self) -> None:
+        try:
+            while self._pending:
+                batch = self._pending[: self._max_batch]
+                del self._pending[: self._max_batch]
+                await self._write(batch)
+        finally:
+            self._flushing = False
+
+    async def _write(self, batch: list[tuple[LocationFix, asyncio.Future[Recorded]]]) -> None:
+        try:
+            outcomes = await self.inner.record_many([fix for fix, _ in batch])
+        except Exception as exc:  # every caller in the batch sees the failure
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for (_, future), outcome in zip(batch, outcomes, strict=True):
+            if not future.done():  # the caller may have been cancelled meanwhile
+                future.set_result(outcome)
+
+    async def _settled(self) -> None:
+        """Wait until every write accepted so far has been applied (or has failed)."""
+        if self._unsettled:
+            await asyncio.wait(list(self._unsettled))
+
+    async def record_many(self, fixes: Sequence[LocationFix]) -> list[Recorded]:
+        await self._settled()
+        return await self.inner.record_many(fixes)
+
+    async def trace_only(self, fix: LocationFix) -> None:
+        await self._settled()
+        await self.inner.trace_only(fix)
+
+    async def current(self, driver_id: str) -> LocationFix | None:
+        await self._settled()
+        return await self.inner.current(driver_id)
+
+    async def nearest(
+        self,
+        *,
+        latitude: float,
+        longitude: float,
+        radius_m: float,
+        limit: int,
+        fresh_since: datetime,
+    ) -> list[NearbyDriver]:
+        return await self.inner.nearest(
+            latitude=latitude,
+            longitude=longitude,
+            radius_m=radius_m,
+            limit=limit,
+            fresh_since=fresh_since,
+        )
+
+    async def forget(self, driver_id: str) -> None:
+        await self._settled()
+        await self.inner.forget(driver_id)
+
+    async def begin_trace(self, driver_id: str) -> None:
+        await self._settled()
+        await self.inner.begin_trace(driver_id)
+
+    async def end_trace(self, driver_id: str) -> list[LocationFix]:
+        await self._settled()
+        return await self.inner.end_trace(driver_id)
+
+    async def ping(self) -> None:
+        await self.inner.ping()
+
+    async def close(self) -> None:
+        await self.inner.close()
