@@ -3,8 +3,14 @@
 In process: a fresh interpreter builds 50,000 fixes, then measures with tracemalloc what an
 InMemoryLocationStore holds after record_many of all of them, minus the empty store (the id
 strings are allocated before and reported separately: the store keeps a reference to them).
+tracemalloc counts the bytes Python asks its allocators for (objects, array buffers, dict
+tables), not the allocators' own overhead; as a cross-check that does include it, another
+fresh interpreter per kind of fix reports its resident set growth over the same
+record_many (page-granular and noisier, one run each).
 Redis: MEMORY USAGE (SAMPLES 0, every element) of the store's keys after record_many of the
-same fixes, and the INFO used_memory delta; baseline, a plain GEO key with the same members.
+same fixes (every key under ``<prefix>loc:``, whatever the layout: sorted sets count as the
+GEO part, hashes as the fix part, trace lists are left out), and the INFO used_memory delta;
+baseline, a plain GEO key with the same members.
 Both with position-only fixes and with heading, speed and accuracy.
 
     .venv/bin/python -m bench.memory
@@ -15,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -81,12 +88,41 @@ def in_process_child() -> None:
     print(json.dumps(out))
 
 
+def resident_bytes() -> int:
+    """This process's resident set size (Linux)."""
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def rss_child(extras: bool) -> None:
+    """Runs in its own interpreter; prints the resident set growth per driver."""
+    batch = fixes(extras)
+    gc.collect()
+    store = InMemoryLocationStore()
+    before = resident_bytes()
+    finish(store.record_many(batch))
+    gc.collect()
+    print(json.dumps((resident_bytes() - before) / len(batch)))
+
+
+def in_a_child(*args: str) -> Any:
+    child = subprocess.run(
+        [common.PYTHON, "-m", "bench.memory", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+        cwd=common.ROOT,
+    )
+    return json.loads(child.stdout.strip().splitlines()[-1])
+
+
 async def redis_part(drivers: int) -> dict[str, Any]:
     prefix = common.new_prefix()
     results: dict[str, dict[str, list[float]]] = {}
     async with common.redis_client(prefix) as client:
         store = RedisLocationStore(client, key_prefix=prefix)
-        geo_key, fix_key, raw_key = f"{prefix}loc:geo", f"{prefix}loc:fix", f"{prefix}raw:geo"
+        raw_key = f"{prefix}raw:geo"
 
         async def used() -> int:
             """used_memory once UNLINK's background freeing has finished (bounded wait)."""
@@ -97,8 +133,20 @@ async def redis_part(drivers: int) -> dict[str, Any]:
                 await asyncio.sleep(0.05)
             return int(info["used_memory"])
 
-        async def usage(key: str) -> int:
+        async def usage(key: str | bytes) -> int:
             return int(await client.memory_usage(key, samples=0) or 0)
+
+        async def store_usage() -> tuple[int, int]:
+            """Bytes of the store's GEO sorted sets and of its fix hashes, whatever its key
+            layout: every key under ``<prefix>loc:``, classified by type."""
+            geo = fixes_hash = 0
+            async for key in client.scan_iter(match=f"{prefix}loc:*", count=1000):
+                kind = await client.type(key)
+                if kind in (b"zset", "zset"):
+                    geo += await usage(key)
+                elif kind in (b"hash", "hash"):
+                    fixes_hash += await usage(key)
+            return geo, fixes_hash
 
         async def geoadd(chunk: list[LocationFix]) -> None:
             members: list[Any] = []
@@ -116,7 +164,7 @@ async def redis_part(drivers: int) -> dict[str, Any]:
                 before = await used()
                 await common.in_batches(batch, store.record_many)
                 after = await used()
-                geo, hsh = await usage(geo_key), await usage(fix_key)
+                geo, hsh = await store_usage()
                 rows["geo"].append(geo / drivers)
                 rows["hash"].append(hsh / drivers)
                 rows["total"].append((geo + hsh) / drivers)
@@ -136,15 +184,8 @@ async def redis_part(drivers: int) -> dict[str, Any]:
 
 def run() -> dict[str, Any]:
     began = common.started()
-    child = subprocess.run(
-        [common.PYTHON, "-m", "bench.memory", "--in-process-child"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=True,
-        cwd=common.ROOT,
-    )
-    local = json.loads(child.stdout.strip().splitlines()[-1])
+    local = in_a_child("--in-process-child")
+    rss = {name: in_a_child("--rss-child", name) for name in ("position_only", "with_extras")}
     drivers = common.DRIVERS
     redis = asyncio.run(redis_part(drivers))
     facts = redis.pop("_facts")
@@ -155,6 +196,7 @@ def run() -> dict[str, Any]:
             "label": f"InMemoryLocationStore, {name.replace('_', ' ')}",
             "store_bytes_per_driver": common.spread(local[name], 1),
             "with_id_string_bytes_per_driver": common.spread([v + ids for v in local[name]], 1),
+            "rss_delta_bytes_per_driver": round(rss[name], 1),
         }
         rows = redis[f"redis_store_{name}"]
         results[f"redis_store_{name}"] = {
@@ -185,6 +227,9 @@ def run() -> dict[str, Any]:
 def main() -> None:
     if "--in-process-child" in sys.argv:
         in_process_child()
+        return
+    if "--rss-child" in sys.argv:
+        rss_child(extras=sys.argv[-1] == "with_extras")
         return
     common.exit_cleanly_on_sigterm()
     common.banner("4. memory per tracked driver")

@@ -78,9 +78,7 @@ async def make_store(kind: tuple[str, str, str]) -> AsyncIterator[Any]:
 def one_each(count: int) -> list[LocationFix]:
     """One plausible report from each of ``count`` drivers."""
     return [
-        LocationFix(
-            driver_id=f"drv_{n}", latitude=CENTRE[0], longitude=CENTRE[1], recorded_at=NOW
-        )
+        LocationFix(driver_id=f"drv_{n}", latitude=CENTRE[0], longitude=CENTRE[1], recorded_at=NOW)
         for n in range(count)
     ]
 
