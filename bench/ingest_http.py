@@ -332,7 +332,9 @@ async def run() -> dict[str, Any]:
                             f"  non-2xx {result['non_2xx']}",
                             flush=True,
                         )
-                stored = int(await redis.hlen(f"{prefix}loc:fix"))
+                stored = len(
+                    [k async for k in redis.scan_iter(match=f"{prefix}loc:drv:*", count=1000)]
+                )
                 access_lines = {
                     key: tail(targets[key], 10**9).count("http_request")
                     for key in ("embedded_log", "embedded_nolog")

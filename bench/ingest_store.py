@@ -2,14 +2,22 @@
 
 The same stream of 200,000 fixes from 50,000 drivers (4 rounds; in each round every driver
 reports once, in shuffled order, a few tens of metres from the last fix), cut into batches of
-100 that 8 concurrent workers take in turn:
+1,000 (what a stream consumer or the batch endpoint hands the store) that 8 concurrent
+workers take in turn:
 
 (a) PostgreSQL: INSERT ... ON CONFLICT (driver_id) DO UPDATE ... WHERE the fix is newer,
     one transaction per batch through asyncpg executemany, 8 connections;
-(b) RedisLocationStore.record_many per batch, 8 asyncio tasks on one redis-py client;
+(b) RedisLocationStore.record_many per batch (a script call per 500 fixes: the rules, the
+    state, the region GEO and ``seen`` sets, and a PUBLISH per new live position, as
+    production configures it), 8 asyncio tasks on one redis-py client; and the same store
+    not announcing (what a consumer that publishes nothing would run);
 (c) baselines: raw GEOADD of the same points, one pipeline per batch, 8 asyncio tasks on the
     same redis-py client; and the server's own ceiling, the same 200,000 GEOADD commands
     streamed by `redis-cli --pipe` (C client, no Python in the loop).
+
+The fixes are dated up to the moment the stream is made and the store's clock stands at the
+newest one, so no position counts as stale (drivers report every 4 s; the stale window is
+30 s): the store does its steady-state work, not pruning.
 
     .venv/bin/python -m bench.ingest_store
 """
@@ -32,12 +40,15 @@ import asyncpg
 
 from bench import common
 from ridehail.locations.ports import LocationFix
-from ridehail.locations.redis_store import RedisLocationStore
+from ridehail.locations.redis_store import REGION_RESOLUTION, RedisLocationStore
 
 FIXES = int(os.environ.get("BENCH_INGEST_FIXES", "200000"))
-BATCH = 100
+BATCH = int(os.environ.get("BENCH_INGEST_BATCH", "1000"))
 WORKERS = 8
 STEP_M = 40.0
+#: Seconds between two reports of one driver.
+REPORT_EVERY_S = 4.0
+STALE_AFTER_S = 30.0
 
 TABLE = "bench_driver_locations"
 CREATE = f"""
@@ -64,8 +75,8 @@ def fix_stream(count: int) -> list[LocationFix]:
     rng = random.Random(common.SEED + 2)
     lats, lons = list(city.lats), list(city.lons)
     drivers = len(city.ids)
-    base = datetime.now(UTC) - timedelta(minutes=10)
-    step = timedelta(seconds=4) / drivers
+    step = timedelta(seconds=REPORT_EVERY_S) / drivers
+    base = datetime.now(UTC) - step * count
     fixes: list[LocationFix] = []
     order = list(range(drivers))
     while len(fixes) < count:
@@ -156,6 +167,7 @@ async def run() -> dict[str, Any]:
     runs: dict[str, list[float]] = {
         "postgres": [],
         "redis_store": [],
+        "redis_store_no_announce": [],
         "raw_geoadd": [],
         "raw_geoadd_redis_cli": [],
     }
@@ -166,7 +178,18 @@ async def run() -> dict[str, Any]:
         conns = [await asyncpg.connect(common.pg_dsn(database)) for _ in range(WORKERS)]
         try:
             await conns[0].execute(CREATE)
-            store = RedisLocationStore(client, key_prefix=prefix)
+            newest = max(f.recorded_at for f in fixes).timestamp()
+            store = RedisLocationStore(
+                client,
+                key_prefix=prefix,
+                stale_after_s=STALE_AFTER_S,
+                announce_prefix=f"{prefix}rt:",
+                clock=lambda: newest,
+            )
+            quiet_prefix = f"{prefix}quiet:"
+            quiet_store = RedisLocationStore(
+                client, key_prefix=quiet_prefix, stale_after_s=STALE_AFTER_S, clock=lambda: newest
+            )
             raw_key = f"{prefix}raw:geo"
             cli_key = f"{prefix}cli:geo"
             pipe_file = geoadd_pipe_file(fixes, cli_key, tmp.name)
@@ -186,6 +209,9 @@ async def run() -> dict[str, Any]:
             async def store_write(_n: int, batch: Sequence[LocationFix]) -> None:
                 await store.record_many(batch)
 
+            async def quiet_store_write(_n: int, batch: Sequence[LocationFix]) -> None:
+                await quiet_store.record_many(batch)
+
             async def geoadd_write(_n: int, batch: Sequence[LocationFix]) -> None:
                 async with client.pipeline(transaction=False) as pipe:
                     for fix in batch:
@@ -198,6 +224,9 @@ async def run() -> dict[str, Any]:
                 await common.delete_prefix(client, prefix)
                 seconds = await drive(pg_batches, pg_write, "PostgreSQL upserts")
                 runs["postgres"].append(len(fixes) / seconds)
+                seconds = await drive(fix_batches, quiet_store_write, "record_many, no announce")
+                runs["redis_store_no_announce"].append(len(fixes) / seconds)
+                await common.delete_prefix(client, quiet_prefix)  # each store on its own
                 seconds = await drive(fix_batches, store_write, "RedisLocationStore.record_many")
                 runs["redis_store"].append(len(fixes) / seconds)
                 seconds = await drive(fix_batches, geoadd_write, "raw GEOADD")
@@ -215,9 +244,15 @@ async def run() -> dict[str, Any]:
                 f"SELECT driver_id, recorded_at FROM {TABLE} WHERE driver_id = ANY($1)", sample
             )
             stored = [await store.current(d) for d in sample]
+            region_keys = [
+                key async for key in client.scan_iter(match=f"{prefix}loc:{{*}}:geo", count=1000)
+            ]
+            members = [int(await client.zcard(key)) for key in region_keys]
             checks = {
                 "postgres_rows": int(await conns[0].fetchval(f"SELECT count(*) FROM {TABLE}")),
-                "redis_store_members": int(await client.zcard(f"{prefix}loc:geo")),
+                "redis_store_members": sum(members),
+                "redis_store_regions": len(region_keys),
+                "redis_store_largest_region": max(members, default=0),
                 "raw_geo_members": int(await client.zcard(raw_key)),
                 "redis_cli_geo_members": int(await client.zcard(cli_key)),
                 "newest_fix_kept_postgres": f"{sum(r['recorded_at'] == last[r['driver_id']].recorded_at for r in rows)}/{len(sample)}",  # noqa: E501
@@ -238,8 +273,14 @@ async def run() -> dict[str, Any]:
             "writes_per_s": common.spread(runs["postgres"], 0),
         },
         "redis_store": {
-            "label": f"RedisLocationStore.record_many, batches of {BATCH}, {WORKERS} tasks",
+            "label": f"RedisLocationStore.record_many, batches of {BATCH}, {WORKERS} tasks "
+            "(announcing positions)",
             "writes_per_s": common.spread(runs["redis_store"], 0),
+        },
+        "redis_store_no_announce": {
+            "label": f"RedisLocationStore.record_many, batches of {BATCH}, {WORKERS} tasks, "
+            "not announcing (no PUBLISH, no messages)",
+            "writes_per_s": common.spread(runs["redis_store_no_announce"], 0),
         },
         "raw_geoadd": {
             "label": f"baseline: pipelined GEOADD (redis-py), batches of {BATCH}, {WORKERS} tasks",
@@ -250,7 +291,7 @@ async def run() -> dict[str, Any]:
             "writes_per_s": common.spread(runs["raw_geoadd_redis_cli"], 0),
         },
     }
-    for key in ("postgres", "redis_store"):
+    for key in ("postgres", "redis_store", "redis_store_no_announce"):
         ratios = [a / b for a, b in zip(runs[key], runs["raw_geoadd"], strict=True)]
         results[key]["ratio_to_raw_geoadd"] = common.spread(ratios, 3)
     part = {
@@ -260,6 +301,9 @@ async def run() -> dict[str, Any]:
             "batch": BATCH,
             "workers": WORKERS,
             "repeats": common.REPEATS,
+            "report_every_s": REPORT_EVERY_S,
+            "stale_after_s": STALE_AFTER_S,
+            "region_resolution": REGION_RESOLUTION,
             "postgres": pg,
             "redis": redis,
         },

@@ -121,7 +121,8 @@ async def redis_part(drivers: int) -> dict[str, Any]:
     prefix = common.new_prefix()
     results: dict[str, dict[str, list[float]]] = {}
     async with common.redis_client(prefix) as client:
-        store = RedisLocationStore(client, key_prefix=prefix)
+        # Nothing may go stale and be pruned while it is measured.
+        store = RedisLocationStore(client, key_prefix=prefix, stale_after_s=24 * 3600)
         raw_key = f"{prefix}raw:geo"
 
         async def used() -> int:
@@ -137,16 +138,17 @@ async def redis_part(drivers: int) -> dict[str, Any]:
             return int(await client.memory_usage(key, samples=0) or 0)
 
         async def store_usage() -> tuple[int, int]:
-            """Bytes of the store's GEO sorted sets and of its fix hashes, whatever its key
-            layout: every key under ``<prefix>loc:``, classified by type."""
-            geo = fixes_hash = 0
+            """Bytes of the store's searchable part (the regions' GEO and ``seen`` sorted
+            sets) and of its per-driver state (strings), whatever the exact key names:
+            every key under ``<prefix>loc:``, classified by type."""
+            regions = states = 0
             async for key in client.scan_iter(match=f"{prefix}loc:*", count=1000):
                 kind = await client.type(key)
                 if kind in (b"zset", "zset"):
-                    geo += await usage(key)
-                elif kind in (b"hash", "hash"):
-                    fixes_hash += await usage(key)
-            return geo, fixes_hash
+                    regions += await usage(key)
+                elif kind in (b"string", "string", b"hash", "hash"):
+                    states += await usage(key)
+            return regions, states
 
         async def geoadd(chunk: list[LocationFix]) -> None:
             members: list[Any] = []
@@ -200,7 +202,7 @@ def run() -> dict[str, Any]:
         }
         rows = redis[f"redis_store_{name}"]
         results[f"redis_store_{name}"] = {
-            "label": f"RedisLocationStore (GEO key + fix hash), {name.replace('_', ' ')}",
+            "label": f"RedisLocationStore (region sets + driver state), {name.replace('_', ' ')}",
             "memory_usage_bytes_per_driver": common.spread(rows["total"], 1),
             "geo_key_bytes_per_driver": common.spread(rows["geo"], 1),
             "fix_hash_bytes_per_driver": common.spread(rows["hash"], 1),

@@ -206,7 +206,8 @@ async def run() -> dict[str, Any]:
 
     prefix = common.new_prefix()
     async with common.redis_client(prefix) as client:
-        redis_store = RedisLocationStore(client, key_prefix=prefix)
+        # Nothing may go stale and be pruned during the read-only phase (minutes long).
+        redis_store = RedisLocationStore(client, key_prefix=prefix, stale_after_s=24 * 3600)
         raw_key = f"{prefix}raw:geo"
 
         async def load(batch: list[LocationFix]) -> None:
@@ -217,7 +218,10 @@ async def run() -> dict[str, Any]:
             await client.geoadd(raw_key, members)
 
         await common.in_batches(fixes, load)
-        loaded = (await geo_members(client, f"{prefix}loc:*"), int(await client.zcard(raw_key)))
+        loaded = (
+            await geo_members(client, f"{prefix}loc:{{*}}:geo"),
+            int(await client.zcard(raw_key)),
+        )
 
         # Both stores must give the exact answer; checked on a sample of the points.
         agree = memory_exact = redis_exact = 0

@@ -21,8 +21,10 @@ fi
 rm -f bench/results/*.tmp
 echo "machine: $(nproc) cores, $(uname -m), $($PY -V), load $(cut -d' ' -f1-3 /proc/loadavg)"
 "$PY" -m bench.ingest_http
+"$PY" -m bench.ingest_stream
 "$PY" -m bench.nearest
 "$PY" -m bench.ingest_store
 "$PY" -m bench.memory
+"$PY" -m bench.soak
 "$PY" -m bench.report --runtime-s "$(( $(date +%s) - start ))"
 echo "make bench took $(( $(date +%s) - start )) s"

@@ -74,12 +74,32 @@ def _adapters(
 
         store = InMemoryLocationStore(max_speed_mps=max_speed_mps)
         return store, InProcessEventBus(), InProcessPubSub(), None
+    from ridehail.locations.coalesce import CoalescingStore
     from ridehail.locations.redis_store import RedisLocationStore
 
-    client = aioredis.from_url(settings.redis_url)
+    # Bounded and blocking: a burst waits up to redis_pool_timeout_s for a connection
+    # instead of failing with "Too many connections" (redis-py's default pool does).
+    pool = aioredis.BlockingConnectionPool.from_url(
+        settings.redis_url,
+        max_connections=settings.redis_max_connections,
+        timeout=settings.redis_pool_timeout_s,
+    )
+    client = aioredis.Redis.from_pool(pool)
     prefix = settings.redis_key_prefix
+    redis_store = RedisLocationStore(
+        client,
+        key_prefix=prefix,
+        max_speed_mps=max_speed_mps,
+        stale_after_s=settings.location_stale_after_s,
+        region_resolution=settings.location_region_resolution,
+        driver_ttl_s=settings.location_driver_ttl_s,
+        # The store publishes each new live position inside its write, on the channels
+        # RedisPubSub subscribes to (it prefixes them with "<key prefix>rt:").
+        announce_prefix=f"{prefix}rt:",
+    )
     return (
-        RedisLocationStore(client, key_prefix=prefix, max_speed_mps=max_speed_mps),
+        # Location reports in flight together share one script call (see coalesce.py).
+        CoalescingStore(redis_store),
         RedisStreamsEventBus(client, key_prefix=prefix),
         RedisPubSub(client, key_prefix=prefix),
         client,

@@ -22,6 +22,10 @@ class Settings(BaseSettings):
     database_url: str = DEFAULT_DATABASE_URL
     redis_url: str | None = None
     redis_key_prefix: str = "ridehail:"
+    #: Connections per process (the pub/sub reader and each blocking stream read hold one).
+    redis_max_connections: int = Field(default=256, ge=8)
+    #: How long a request waits for a free connection before it fails.
+    redis_pool_timeout_s: float = Field(default=5.0, gt=0)
     jwt_secret: SecretStr | None = None
     jwt_issuer: str = "ridehail"
     jwt_audience: str = "ridehail-api"
@@ -39,6 +43,13 @@ class Settings(BaseSettings):
     opentelemetry: bool = False
 
     location_stale_after_s: float = Field(default=30.0, gt=0)
+    #: H3 resolution of the Redis store's regions (5: cells of about 250 km², a handful per
+    #: city). Changing it re-files drivers as they next report; searches meanwhile miss
+    #: those not yet re-filed, for at most one report interval.
+    location_region_resolution: int = Field(default=5, ge=0, le=15)
+    #: A driver who stops reporting without going offline is forgotten (by the Redis store)
+    #: between half this and this long after the last live fix.
+    location_driver_ttl_s: float = Field(default=86_400.0, gt=0)
     #: A fix implying a faster move from the live one is kept out of matching.
     location_max_speed_kmh: float = Field(default=250.0, gt=0)
     #: A fix reporting a worse accuracy than this is kept out of matching.

@@ -7,17 +7,36 @@ the two profiles cannot drift apart.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import json
+import math
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ridehail.kernel.geo import haversine_m, offset
 from ridehail.locations.memory import InMemoryLocationStore
-from ridehail.locations.ports import DriverLocationStore, LocationFix
-from ridehail.locations.redis_store import TRACE_TTL_S, RedisLocationStore
+from ridehail.locations.ports import (
+    DriverLocationStore,
+    LocationFix,
+    Recorded,
+    position_channel,
+    position_message,
+)
+from ridehail.locations.redis_store import (
+    GEO_MAX_LATITUDE,
+    TRACE_TTL_S,
+    RedisLocationStore,
+    geo_score,
+    position_json,
+)
+from ridehail.messaging import RedisPubSub
 
 NOW = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 FRESH_SINCE = NOW - timedelta(seconds=60)
@@ -73,6 +92,19 @@ async def redis_client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
     await client.aclose()
 
 
+def redis_store_at_now(client: aioredis.Redis, prefix: str, **options: Any) -> RedisLocationStore:
+    """A Redis store configured as production configures it (announcing positions), whose
+    clock stands at NOW: the tests' fixes are dated around NOW, and staleness (what the
+    store prunes) is judged against its clock."""
+    return RedisLocationStore(
+        client,
+        key_prefix=prefix,
+        announce_prefix=f"{prefix}rt:",
+        clock=NOW.timestamp,
+        **options,
+    )
+
+
 @dataclass(frozen=True)
 class Backend:
     name: str
@@ -101,7 +133,7 @@ async def store(backend: Backend) -> AsyncIterator[DriverLocationStore]:
         await memory.close()
         return
     client = aioredis.from_url(backend.redis_url)  # default options: bytes replies
-    redis_store = RedisLocationStore(client, key_prefix=backend.prefix)
+    redis_store = redis_store_at_now(client, backend.prefix)
     yield redis_store
     await redis_store.close()
     await client.aclose()
@@ -304,7 +336,7 @@ async def test_concurrent_writers_keep_the_newest_fix(redis_url: str, redis_pref
     """Two processes racing an old and a new fix: whoever lands last, the new one wins."""
     clients = [aioredis.from_url(redis_url) for _ in range(2)]
     try:
-        stores = [RedisLocationStore(client, key_prefix=redis_prefix) for client in clients]
+        stores = [redis_store_at_now(client, redis_prefix) for client in clients]
         rounds = 40
         for n in range(rounds):
             new = fix(f"d{n}", *north_of_centre(10), at_s=2)
@@ -328,7 +360,7 @@ async def test_concurrent_writers_keep_the_newest_fix(redis_url: str, redis_pref
 async def test_polar_fix_is_kept_but_not_searchable(
     redis_client: aioredis.Redis, redis_prefix: str
 ) -> None:
-    store = RedisLocationStore(redis_client, key_prefix=redis_prefix)
+    store = redis_store_at_now(redis_client, redis_prefix)
     await store.record(fix("d1", 85.0, 10.0, at_s=0))
     assert await search(store, at=(85.0, 10.0)) == ["d1"]
     await store.begin_trace("d1")
@@ -343,7 +375,9 @@ async def test_polar_fix_is_kept_but_not_searchable(
 async def test_nearest_fetches_past_many_stale_drivers(
     redis_client: aioredis.Redis, redis_prefix: str
 ) -> None:
-    store = RedisLocationStore(redis_client, key_prefix=redis_prefix)
+    # A stale window wider than the test's ages keeps the stale members in the region (no
+    # pruning), so that search itself has to page past them.
+    store = redis_store_at_now(redis_client, redis_prefix, stale_after_s=3600)
     stale = [fix(f"stale{n}", *north_of_centre(10 + n), at_s=-600) for n in range(40)]
     await store.record_many([*stale, fix("fresh", *north_of_centre(900))])
     assert await search(store, limit=1) == ["fresh"]
@@ -353,7 +387,7 @@ async def test_nearest_fetches_past_many_stale_drivers(
 async def test_works_with_a_decoding_client(redis_url: str, redis_prefix: str) -> None:
     client = aioredis.from_url(redis_url, decode_responses=True)
     try:
-        store = RedisLocationStore(client, key_prefix=redis_prefix)
+        store = redis_store_at_now(client, redis_prefix)
         sent = fix("d1", *north_of_centre(100), accuracy_m=5.0)
         await store.begin_trace("d1")
         await store.record(sent)
@@ -368,9 +402,482 @@ async def test_works_with_a_decoding_client(redis_url: str, redis_prefix: str) -
 async def test_trace_expires_and_ingest_needs_no_trace(
     redis_client: aioredis.Redis, redis_prefix: str
 ) -> None:
-    store = RedisLocationStore(redis_client, key_prefix=redis_prefix)
+    store = redis_store_at_now(redis_client, redis_prefix)
+    key = store.trace_key("d1")
+    assert key == f"{redis_prefix}loc:trace:{{d1}}"
     await store.record(fix("d1"))
-    assert await redis_client.exists(f"{redis_prefix}loc:trace:d1") == 0  # RPUSHX made none
+    assert await redis_client.exists(key) == 0  # no trace open: the write made none
     await store.begin_trace("d1")
-    ttl = await redis_client.ttl(f"{redis_prefix}loc:trace:d1")
+    ttl = await redis_client.ttl(key)
     assert TRACE_TTL_S - 5 <= ttl <= TRACE_TTL_S
+    await store.record(fix("d1", at_s=1))
+    await store.trace_only(fix("d1", at_s=2))
+    assert TRACE_TTL_S - 5 <= await redis_client.ttl(key) <= TRACE_TTL_S  # appends keep it
+
+
+@pytest.mark.redis
+async def test_prefix_may_not_hold_hash_tags(redis_client: aioredis.Redis) -> None:
+    with pytest.raises(ValueError, match="hash tags"):
+        RedisLocationStore(redis_client, key_prefix="{ridehail}:")
+
+
+# --- Redis only: key layout and regions -----------------------------------------------------
+
+
+async def _scan(client: aioredis.Redis, pattern: str) -> set[str]:
+    return {key.decode() async for key in client.scan_iter(match=pattern, count=1000)}
+
+
+@pytest.mark.redis
+async def test_keys_per_region_and_per_driver(
+    redis_client: aioredis.Redis, redis_prefix: str
+) -> None:
+    store = redis_store_at_now(redis_client, redis_prefix, driver_ttl_s=600)
+    here = store.region_of(*CENTRE)
+    away = (CENTRE[0] + 0.5, CENTRE[1])  # 55 km north: another region
+    there = store.region_of(*away)
+    assert here != there
+    assert store.region_keys(here) == (
+        f"{redis_prefix}loc:{{{here}}}:geo",
+        f"{redis_prefix}loc:{{{here}}}:seen",
+    )
+    await store.record(fix("d1", at_s=1))
+    geo, seen = store.region_keys(here)
+    state = store.state_key("d1")
+    assert state == f"{redis_prefix}loc:drv:{{d1}}"
+    assert await _scan(redis_client, f"{redis_prefix}*") == {geo, seen, state}
+    assert await redis_client.zscore(seen, "d1") == (NOW.timestamp() + 1) * 1000
+    assert 600_000 - 5_000 <= await redis_client.pttl(state) <= 600_000
+    assert 60_000 - 5_000 <= await redis_client.pttl(geo) <= 60_000  # 2 x stale_after_s
+    assert 60_000 - 5_000 <= await redis_client.pttl(seen) <= 60_000
+
+    await store.record(fix("d1", *away, at_s=7200))  # far, but two hours later
+    assert await redis_client.exists(geo, seen) == 0  # the last member left: keys gone
+    assert await redis_client.zscore(store.region_keys(there)[1], "d1") is not None
+    await store.record(fix("d1", 89.0, 0.0, at_s=7300))  # polar: out of every region
+    assert await _scan(redis_client, f"{redis_prefix}*") == {state}
+    await store.forget("d1")
+    assert await _scan(redis_client, f"{redis_prefix}*") == set()
+
+
+@pytest.mark.redis
+async def test_geo_scores_are_those_geoadd_computes(
+    redis_client: aioredis.Redis, redis_prefix: str
+) -> None:
+    """The store files members with ZADD and its own geohash; GEOSEARCH must see exactly
+    what GEOADD would have stored."""
+    rng = random.Random(3)
+    points = [
+        (rng.uniform(-GEO_MAX_LATITUDE, GEO_MAX_LATITUDE), rng.uniform(-180.0, 180.0))
+        for _ in range(3000)
+    ]
+    points += [
+        (GEO_MAX_LATITUDE - 1e-9, 179.9999999),
+        (-GEO_MAX_LATITUDE, -180.0),
+        (0.0, 0.0),
+        (-0.0, -0.0),
+        (60.17, 24.94),
+        (52.520008, 13.404954),
+    ]
+    key = f"{redis_prefix}geoadd"
+    async with redis_client.pipeline(transaction=False) as pipe:
+        for n, (lat, lon) in enumerate(points):
+            pipe.geoadd(key, [lon, lat, str(n)])
+        await pipe.execute()
+    stored = dict(await redis_client.zrange(key, 0, -1, withscores=True))
+    for n, (lat, lon) in enumerate(points):
+        assert stored[str(n).encode()] == geo_score(lat, lon), (lat, lon)
+    # At the very top of the ranges GEOADD spills a bit into the other coordinate; the
+    # store files such a member in the last step instead (a centimetre away).
+    top = geo_score(GEO_MAX_LATITUDE, 180.0)
+    assert top == geo_score(GEO_MAX_LATITUDE - 1e-9, 179.9999999) < 2**52
+
+
+@pytest.mark.redis
+async def test_search_merges_regions_nearest_first(
+    redis_client: aioredis.Redis, redis_prefix: str
+) -> None:
+    store = redis_store_at_now(redis_client, redis_prefix)
+    # Walk east until the region changes; place drivers either side of the border.
+    east = [offset(*CENTRE, north_m=0, east_m=100.0 * n) for n in range(800)]
+    border = next(
+        n for n in range(20, 780) if store.region_of(*east[n]) != store.region_of(*east[n - 1])
+    )
+    query = east[border]
+    placed = {f"w{k}": east[border - 1 - 3 * k] for k in range(4)}
+    placed |= {f"e{k}": east[border + 1 + 3 * k] for k in range(4)}
+    await store.record_many([fix(d, *p) for d, p in placed.items()])
+    regions = {store.region_of(*p) for p in placed.values()}
+    assert len(regions) >= 2
+    found = await store.nearest(
+        latitude=query[0], longitude=query[1], radius_m=2_000, limit=10, fresh_since=FRESH_SINCE
+    )
+    expected = sorted(placed, key=lambda d: (haversine_m(*query, *placed[d]), d))
+    assert [hit.driver_id for hit in found] == expected
+    assert [hit.distance_m for hit in found] == sorted(hit.distance_m for hit in found)
+    assert await search(store, at=query, radius_m=2_000, limit=3) == expected[:3]
+    assert await search(store, at=query, radius_m=450) == expected[:4]
+
+
+@pytest.mark.redis
+async def test_a_member_outside_its_drivers_region_is_ignored(
+    redis_client: aioredis.Redis, redis_prefix: str
+) -> None:
+    """The state is the truth: a leftover member in a region the driver has left (what a
+    cluster writer delayed between its two steps can leave behind) is never a hit."""
+    store = redis_store_at_now(redis_client, redis_prefix)
+    await store.record(fix("d1", *north_of_centre(100)))
+    away = (CENTRE[0] + 0.5, CENTRE[1])
+    leftover_geo, leftover_seen = store.region_keys(store.region_of(*away))
+    await redis_client.zadd(leftover_geo, {"d1": geo_score(*away)})
+    await redis_client.zadd(leftover_seen, {"d1": NOW.timestamp() * 1000})
+    assert await search(store, at=away, radius_m=1_000) == []
+    assert await search(store) == ["d1"]
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize(
+    ("latitude", "longitude", "radius_m"),
+    [
+        (52.52, 13.40, 5_000.0),
+        (60.17, 24.94, 20_000.0),
+        (0.0, 179.999, 8_000.0),  # the antimeridian
+        (-33.86, 151.21, 12_000.0),
+        (70.0, -179.95, 15_000.0),
+        (1.0, 1.0, 100.0),
+    ],
+)
+async def test_regions_within_cover_every_point_of_the_circle(
+    redis_client: aioredis.Redis, latitude: float, longitude: float, radius_m: float
+) -> None:
+    store = RedisLocationStore(redis_client, key_prefix="unused:")
+    regions = set(store.regions_within(latitude, longitude, radius_m))
+    hit: set[str] = set()
+    rng = random.Random(5)
+    for _ in range(3_000):
+        distance = radius_m * math.sqrt(rng.random())
+        angle = rng.uniform(0, 2 * math.pi)
+        point = offset(
+            latitude,
+            longitude,
+            north_m=distance * math.cos(angle),
+            east_m=distance * math.sin(angle),
+        )
+        if haversine_m(latitude, longitude, *point) <= radius_m:
+            hit.add(store.region_of(*point))
+    assert hit <= regions
+    assert len(regions) <= 2 * len(hit) + 6  # the cells around the circle, not a blanket
+
+
+@pytest.mark.redis
+async def test_a_search_wider_than_the_region_index_allows_is_refused(
+    redis_client: aioredis.Redis, redis_prefix: str
+) -> None:
+    store = redis_store_at_now(redis_client, redis_prefix)
+    with pytest.raises(ValueError, match="radius too large"):
+        await store.nearest(
+            latitude=0.0, longitude=0.0, radius_m=2_000_000, limit=1, fresh_since=FRESH_SINCE
+        )
+
+
+# --- Redis only: batches ----------------------------------------------------------------------
+
+
+def _messy_fixes(rng: random.Random, count: int) -> list[LocationFix]:
+    """Fixes of six drivers, shuffled in time, some near, some far (another region), a few
+    polar ones and exact repeats: every rule gets exercised."""
+    far = (CENTRE[0] + 0.4, CENTRE[1] + 0.3)
+    fixes: list[LocationFix] = []
+    for _ in range(count):
+        driver = f"d{rng.randrange(6)}"
+        if fixes and rng.random() < 0.05:
+            fixes.append(fixes[-1])
+            continue
+        base = rng.choice([CENTRE, CENTRE, far, (88.0, 10.0)] if rng.random() < 0.1 else [CENTRE])
+        lat, lon = offset(*base, north_m=rng.uniform(-800, 800), east_m=rng.uniform(-800, 800))
+        fixes.append(
+            LocationFix(
+                driver_id=driver,
+                latitude=lat,
+                longitude=lon,
+                recorded_at=NOW + timedelta(microseconds=rng.randrange(-20_000_000, 400_000_000)),
+                heading=rng.choice([None, rng.uniform(0, 360)]),
+                speed_mps=rng.choice([None, rng.uniform(0, 30)]),
+                accuracy_m=rng.choice([None, 5.0]),
+            )
+        )
+    return fixes
+
+
+async def _region_contents(client: aioredis.Redis, prefix: str) -> dict[str, object]:
+    contents: dict[str, object] = {}
+    for key in await _scan(client, f"{prefix}loc:{{*}}:*"):
+        contents[key.removeprefix(prefix)] = await client.zrange(key, 0, -1, withscores=True)
+    return contents
+
+
+@pytest.mark.redis
+async def test_record_many_ends_as_record_one_by_one(
+    redis_client: aioredis.Redis, redis_prefix: str
+) -> None:
+    one_prefix, many_prefix = f"{redis_prefix}one:", f"{redis_prefix}many:"
+    options: dict[str, Any] = {"max_speed_mps": 40.0, "stale_after_s": 3600}
+    one = redis_store_at_now(redis_client, one_prefix, **options)
+    many = redis_store_at_now(redis_client, many_prefix, **options)
+    drivers = [f"d{n}" for n in range(6)]
+    for store in (one, many):
+        await store.begin_trace("d1")
+        await store.begin_trace("d4")
+    rng = random.Random(11)
+    far = (CENTRE[0] + 0.4, CENTRE[1] + 0.3)
+    # d2 ends in another region, d3 at the pole (in none).
+    fixes = [*_messy_fixes(rng, 600), fix("d2", *far, at_s=4000), fix("d3", 88.0, 1.0, at_s=9e4)]
+
+    one_by_one = [await one.record(f) for f in fixes]
+    batched: list[Recorded] = []
+    for start, end in [(0, 1), (1, 602)]:  # the second spans two script calls (CHUNK)
+        batched += await many.record_many(fixes[start:end])
+
+    assert batched == one_by_one
+    assert set(one_by_one) == {Recorded.LIVE, Recorded.OLDER, Recorded.IMPLAUSIBLE}
+    for driver in drivers:
+        assert await many.current(driver) == await one.current(driver)
+    contents = await _region_contents(redis_client, one_prefix)
+    assert len(contents) >= 4  # two regions at least, geo and seen each
+    assert await _region_contents(redis_client, many_prefix) == contents
+    for at in (CENTRE, far):
+        assert await search(many, at=at, radius_m=3_000) == await search(one, at=at, radius_m=3_000)
+    for driver in ("d1", "d4"):
+        traced = await one.end_trace(driver)
+        assert len(traced) > 20
+        assert await many.end_trace(driver) == traced
+
+
+@pytest.mark.redis
+async def test_record_many_beyond_one_script_call(
+    redis_client: aioredis.Redis, redis_prefix: str
+) -> None:
+    store = redis_store_at_now(redis_client, redis_prefix)
+    fixes = [fix(f"d{n % 1500}", *north_of_centre(n % 900), at_s=n // 1500) for n in range(3000)]
+    assert await store.record_many(fixes) == [Recorded.LIVE] * 3000
+    assert len(await search(store, limit=2000)) == 1500
+
+
+# --- Redis only: traces -------------------------------------------------------------------------
+
+
+@pytest.mark.redis
+async def test_traces_are_fixed_width_records_read_back_exactly(
+    redis_client: aioredis.Redis, redis_prefix: str
+) -> None:
+    store = redis_store_at_now(redis_client, redis_prefix)
+    await store.begin_trace("d1")  # before the driver has any state
+    points = [
+        LocationFix("d1", 52.123456789012345, 13.98765432109876, NOW, heading=0.1),
+        LocationFix("d1", -0.0, 179.99999999999997, NOW + timedelta(microseconds=1)),
+        LocationFix("d1", 1e-300, -180.0, NOW - timedelta(days=1), speed_mps=1 / 3),
+        LocationFix("d1", 89.99, 5.0, NOW + timedelta(seconds=3), accuracy_m=2.5e-7),
+    ]
+    await store.record(points[0])
+    await store.trace_only(points[1])
+    await store.record_many(points[2:])
+    assert await redis_client.strlen(store.trace_key("d1")) == 48 * len(points)
+    back = await store.end_trace("d1")
+    assert back == sorted(points, key=lambda p: p.recorded_at)
+    for got, sent in zip(back, sorted(points, key=lambda p: p.recorded_at), strict=True):
+        assert (math.copysign(1, got.latitude), got.longitude) == (
+            math.copysign(1, sent.latitude),
+            sent.longitude,
+        )
+
+
+@pytest.mark.redis
+async def test_an_expired_trace_is_not_recreated_by_ingest(
+    redis_client: aioredis.Redis, redis_prefix: str
+) -> None:
+    store = redis_store_at_now(redis_client, redis_prefix)
+    await store.record(fix("d1", at_s=0))
+    await store.begin_trace("d1")
+    await store.record(fix("d1", at_s=1))
+    await redis_client.delete(store.trace_key("d1"))  # as if its TTL ran out
+    await store.record(fix("d1", at_s=2))
+    await store.record_many([fix("d1", at_s=3)])
+    await store.trace_only(fix("d1", at_s=4))
+    assert await redis_client.exists(store.trace_key("d1")) == 0
+    assert await store.end_trace("d1") == []
+    await store.begin_trace("d1")  # a new trip traces again
+    await store.record_many([fix("d1", at_s=5)])
+    assert [p.recorded_at for p in await store.end_trace("d1")] == [NOW + timedelta(seconds=5)]
+
+
+@pytest.mark.redis
+async def test_a_trace_survives_its_driver_being_forgotten_and_coming_back(
+    redis_client: aioredis.Redis, redis_prefix: str
+) -> None:
+    store = redis_store_at_now(redis_client, redis_prefix)
+    await store.record(fix("d1", at_s=0))
+    await store.begin_trace("d1")
+    await store.forget("d1")
+    await store.record(fix("d1", at_s=1))  # a fresh state: the open trace is found again
+    await store.record(fix("d1", at_s=2))
+    assert [p.recorded_at.second for p in await store.end_trace("d1")] == [1, 2]
+
+
+# --- Redis only: announcing positions -----------------------------------------------------------
+
+
+async def _published(
+    client: aioredis.Redis, prefix: str, action: Callable[[], Awaitable[object]]
+) -> list[tuple[str, str]]:
+    """(channel without the prefix, payload) of every message ``action`` published."""
+    pubsub = client.pubsub()
+    await pubsub.psubscribe(f"{prefix}rt:*")
+    try:
+        while await pubsub.get_message(timeout=1.0) is None:  # the subscription's ack
+            pass
+        await action()
+        messages: list[tuple[str, str]] = []
+        quiet_until = asyncio.get_running_loop().time() + 0.3
+        while asyncio.get_running_loop().time() < quiet_until:
+            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.05)
+            if message is not None:
+                channel = message["channel"].decode().removeprefix(f"{prefix}rt:")
+                messages.append((channel, message["data"].decode()))
+        return messages
+    finally:
+        await pubsub.aclose()
+
+
+def _as_published(fixes: list[LocationFix]) -> list[tuple[str, str]]:
+    return [(position_channel(f.driver_id), json.dumps(position_message(f))) for f in fixes]
+
+
+@pytest.mark.redis
+async def test_live_positions_are_announced_exactly_as_the_pubsub_does(
+    redis_client: aioredis.Redis, redis_prefix: str
+) -> None:
+    store = redis_store_at_now(redis_client, redis_prefix, max_speed_mps=100.0)
+    assert store.announces_positions
+    plus_two = timezone(timedelta(hours=2))
+    first = LocationFix("d1", 52.52, 13.4, NOW, heading=271.5)
+    odd = LocationFix('d"2\\é', 1e-05, -0.0, datetime(2026, 3, 1, 14, 0, 0, 7, tzinfo=plus_two))
+    later = fix("d1", *north_of_centre(30), at_s=5)
+    older = fix("d1", at_s=1)
+    too_far = fix("d1", *north_of_centre(5_000), at_s=6)
+
+    messages = await _published(redis_client, redis_prefix, lambda: store.record(first))
+    assert messages == _as_published([first])
+    messages = await _published(redis_client, redis_prefix, lambda: store.record(odd))
+    assert messages == _as_published([odd])
+    # A batch announces each driver's newest live fix once; older and implausible ones,
+    # never.
+    batch = [later, odd, older, too_far, fix("d3", at_s=2), fix("d3", at_s=3)]
+    messages = await _published(redis_client, redis_prefix, lambda: store.record_many(batch))
+    assert sorted(messages) == sorted(_as_published([later, fix("d3", at_s=3)]))
+    messages = await _published(redis_client, redis_prefix, lambda: store.record(older))
+    assert messages == []
+
+
+@pytest.mark.redis
+async def test_a_store_without_announce_prefix_publishes_nothing(
+    redis_client: aioredis.Redis, redis_prefix: str
+) -> None:
+    store = RedisLocationStore(redis_client, key_prefix=redis_prefix, clock=NOW.timestamp)
+    assert not store.announces_positions
+    messages = await _published(redis_client, redis_prefix, lambda: store.record(fix("d1")))
+    assert messages == []
+
+
+@pytest.mark.redis
+async def test_followers_on_the_redis_pubsub_receive_the_announcements(
+    redis_client: aioredis.Redis, redis_prefix: str
+) -> None:
+    """The wiring production uses: the store announces under ``<prefix>rt:``, and
+    RedisPubSub (subscribed under the same prefix) delivers the message."""
+    pubsub = RedisPubSub(redis_client, key_prefix=redis_prefix)
+    await pubsub.start()
+    subscription = pubsub.subscription()
+    try:
+        await subscription.add(position_channel("d1"))
+        store = redis_store_at_now(redis_client, redis_prefix)
+        sent = fix("d1", *north_of_centre(10), at_s=1)
+        await store.record_many([fix("d1"), sent])
+        async with asyncio.timeout(5):
+            channel, message = await subscription.get()
+        assert channel == position_channel("d1")
+        assert message == json.loads(json.dumps(position_message(sent)))
+    finally:
+        await subscription.close()
+        await pubsub.stop()
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    driver_id=st.text(max_size=12),
+    latitude=st.floats(-90, 90),
+    longitude=st.floats(-180, 180),
+    heading=st.none() | st.floats(0, 360),
+    moment=st.datetimes(timezones=st.timezones()),
+)
+def test_position_json_is_what_json_dumps_writes(
+    driver_id: str,
+    latitude: float,
+    longitude: float,
+    heading: float | None,
+    moment: datetime,
+) -> None:
+    sent = LocationFix(driver_id, latitude, longitude, moment, heading=heading)
+    assert position_json(sent, repr(latitude), repr(longitude)) == json.dumps(
+        position_message(sent)
+    )
+
+
+# --- Redis only: seen times -----------------------------------------------------------------
+
+
+@pytest.mark.redis
+async def test_seen_times_are_renewed_once_per_step(
+    redis_client: aioredis.Redis, redis_prefix: str
+) -> None:
+    """On one Redis a member's seen time moves on entering a region or a new step of fix
+    time (half the stale window: 15 s here), not on every fix."""
+    store = redis_store_at_now(redis_client, redis_prefix, stale_after_s=30)
+    seen = store.region_keys(store.region_of(*CENTRE))[1]
+    assert NOW.timestamp() % 15 == 0  # NOW starts a step
+
+    async def seen_after(at_s: float) -> float | None:
+        await store.record(fix("d1", *north_of_centre(at_s), at_s=at_s))
+        return await redis_client.zscore(seen, "d1")
+
+    ms = NOW.timestamp() * 1000
+    assert await seen_after(1) == ms + 1_000  # entered the region
+    assert await seen_after(5) == ms + 1_000  # same step
+    assert await seen_after(14.9) == ms + 1_000
+    assert await seen_after(15) == ms + 15_000  # a new step
+    assert await store.record_many([fix("d1", at_s=16), fix("d1", at_s=31)]) == [
+        Recorded.LIVE,
+        Recorded.LIVE,
+    ]
+    assert await redis_client.zscore(seen, "d1") == ms + 31_000
+
+
+@pytest.mark.redis
+async def test_a_member_missing_from_its_region_gets_its_seen_time_back(
+    redis_client: aioredis.Redis, redis_prefix: str
+) -> None:
+    """If a driver's member vanished (pruned, or the region expired) while its state still
+    names the region, the next write files it again with a seen time - also when, in the
+    same call, another driver enters the region while a leftover of it is still there, so
+    that counting new members alone would not notice."""
+    store = redis_store_at_now(redis_client, redis_prefix, stale_after_s=30)
+    away = (CENTRE[0] + 0.5, CENTRE[1])
+    geo, seen = store.region_keys(store.region_of(*CENTRE))
+    await store.record_many([fix("kept", *CENTRE, at_s=1), fix("mover", *away, at_s=1)])
+    await redis_client.zrem(geo, "kept")
+    await redis_client.zrem(seen, "kept")
+    await redis_client.zadd(geo, {"mover": geo_score(*CENTRE)})  # a leftover
+    await redis_client.zadd(seen, {"mover": NOW.timestamp() * 1000})
+    await store.record_many([fix("kept", *CENTRE, at_s=2), fix("mover", *CENTRE, at_s=7200)])
+    assert await redis_client.zscore(seen, "kept") == (NOW.timestamp() + 2) * 1000
+    assert await redis_client.zscore(seen, "mover") == (NOW.timestamp() + 7200) * 1000
+    assert set(await redis_client.zrange(geo, 0, -1)) == set(await redis_client.zrange(seen, 0, -1))

@@ -1,157 +1,243 @@
-"""The production location store: Redis GEO for search, a hash for exact fixes, lists for
-trip traces.
+"""The production location store: live positions sharded by H3 region in Redis GEO sets,
+exact fixes per driver, compact binary trip traces. Runs on one Redis or on Redis Cluster.
 
-Keys (all under ``key_prefix``):
+Keys (``P`` = ``key_prefix + "loc:"``; the layout and the scripts are in
+:mod:`ridehail.locations.redis_lua`):
 
-* ``loc:geo`` - GEO sorted set of searchable live positions, member = driver id.
-* ``loc:fix`` - hash, field = driver id, value = the live fix in a compact text form
-  ``recorded_ms,lat,lon[,heading,speed,accuracy]`` (see :func:`encode_fix`). It is the source
-  of truth: GEO quantises coordinates to a 52-bit geohash, so search results take their
-  coordinates and freshness from here.
-* ``loc:trace:<driver id>`` - list of encoded fixes of the open trip trace, headed by a
-  marker element so that it exists (and ``RPUSHX`` appends) as soon as the trace begins.
+* ``P{<region>}:geo`` and ``P{<region>}:seen`` - the searchable drivers of one coarse H3
+  cell (resolution 5 by default, about 250 km²) and the time of each one's position. A city
+  spans a handful of regions, so no single key holds the world, and in a cluster the
+  regions spread over the shards (the ``{...}`` hash tag keeps a region's two keys in one
+  slot).
+* ``Pdrv:{<driver>}`` - the live fix as a 48-byte record, whether a trace is open, and the
+  region it is filed under. It is the source of truth: GEO quantises coordinates to a
+  52-bit geohash and, on a cluster, a region set may hold a member the driver has left, so
+  search takes coordinates, freshness and the region from here.
+* ``Ptrace:{<driver>}`` - the open trip trace, 48-byte records appended one after another
+  (same hash tag as the state, so one script updates both).
 
-Writes go through one Lua script so that "older points never move the live position" holds
-with any number of concurrent writers, and so that ingest costs one round trip with no read.
+Nothing needs a sweeper and nothing grows without bound: every write into a region first
+prunes (a bounded number of) members whose position is older than ``stale_after_s`` (1.5
+times that on one Redis, where ``seen`` times are renewed once per half window), both
+region keys expire ``2 * stale_after_s`` after their last write, a driver's state between
+half ``driver_ttl_s`` and ``driver_ttl_s`` after the last live fix, and a trace
+``TRACE_TTL_S`` after it began. ``nearest`` therefore only promises drivers fresher than
+``stale_after_s`` (callers ask for that window: ``location_stale_after_s`` feeds both),
+and a process that only reads finds the regions gone once they have had no write for
+``2 * stale_after_s``.
+
+On one Redis a batch of fixes is one script call (:data:`~redis_lua.INGEST`) that applies
+the rules, writes state, regions and traces, and publishes each new live position - one
+round trip per :data:`CHUNK` fixes. Redis's single thread is what limits ingest, so the
+Python side does all it can before the call: H3 regions, records, GEO scores (ZADD with a
+precomputed geohash costs a quarter less than GEOADD), the JSON messages, all packed as one
+msgpack argument. On Redis Cluster a script may only touch one slot, so a fix takes a
+driver step (rules and state, which decide the outcome atomically) and then region steps,
+which compare times so that a delayed writer cannot undo a newer one.
 
 Redis GEO cannot index latitudes beyond ±85.05112878° (Web Mercator). Such a fix is still
-stored as the live position (``current``) and traced, but the driver is taken out of GEO, so
-``nearest`` does not find them there. Nobody dispatches rides at the poles.
+stored as the live position (``current``) and traced, but the driver is taken out of the
+region sets, so ``nearest`` does not find them there. Nobody dispatches rides at the poles.
 
-The client may be created with ``decode_responses`` on or off; the default of
-``redis.asyncio.from_url(url)`` (bytes) is what production uses. The store does not own the
-client: it is shared with the event bus, and the composition root closes it.
-
-The keys do not share a hash slot. For Redis Cluster, put a hash tag in the prefix
-(``"{ridehail}:"``) so the script's keys land on one node.
+The client may be created with ``decode_responses`` on or off (the binary values are read
+without decoding either way); the default of ``redis.asyncio.from_url(url)`` is what
+production uses. The store does not own the client: the composition root closes it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import json
+import math
+import re
+import struct
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Final
+from typing import Any, Final
 
+import h3.api.basic_int as h3
+import msgspec
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
+from redis.client import NEVER_DECODE
 from redis.commands.core import AsyncScript
+from redis.crc import key_slot
+from redis.exceptions import NoScriptError
 
 from ridehail.kernel.geo import haversine_m
-from ridehail.locations.ports import JUMP_SLACK_M, LocationFix, NearbyDriver, Recorded
+from ridehail.locations import redis_lua
+from ridehail.locations.ports import (
+    JUMP_SLACK_M,
+    LocationFix,
+    NearbyDriver,
+    Recorded,
+    position_channel,
+    position_message,
+)
 
 #: Redis GEO refuses latitudes beyond this (the Web Mercator limit).
 GEO_MAX_LATITUDE: Final = 85.05112878
 #: An abandoned trace (the trip never ended) expires after this long.
 TRACE_TTL_S: Final = 6 * 3600
-#: First element of every trace list; never parsed as a fix.
-TRACE_MARKER: Final = "^"
+#: A driver who stopped reporting without going offline is forgotten after this long.
+DRIVER_TTL_S: Final = 24 * 3600
+#: H3 resolution of the regions: 5 makes cells of about 250 km², a few per city, so that a
+#: search touches one to four of them and a region holds a city district's drivers.
+REGION_RESOLUTION: Final = 5
+#: Each write into a region removes at most this many stale members of it: enough to outrun
+#: drivers going quiet, small enough that no write ever stalls on a backlog.
+PRUNE_PER_WRITE: Final = 16
+#: Fixes per script call in ``record_many``: large enough that the round trip and the call
+#: overhead vanish (throughput is the same at 500 as at 1,000), small enough that a call
+#: holds Redis for only about 5 ms, which other clients wait out.
+CHUNK: Final = 500
+
 #: ``nearest`` over-fetches this many times ``limit`` because stale drivers are filtered
 #: after Redis applies COUNT; each retry multiplies the count by the same factor...
 _OVERFETCH: Final = 3
 _RETRY_GROWTH: Final = 4
-#: ...up to this many members per search.
+#: ...up to this many members per region and search.
 _MAX_SEARCH_COUNT: Final = 5_000
 #: Redis measures distance on a sphere of radius 6 372 797.56 m, the kernel on one of
 #: 6 371 008.8 m (0.03 % apart), and on quantised coordinates. Searching a little wider and
 #: filtering on the kernel's haversine keeps both adapters agreeing on who is inside.
 _RADIUS_SLACK_RATIO: Final = 1.001
 _RADIUS_SLACK_M: Final = 2.0
+#: A search whose circle would touch more regions than this is refused: at resolution 5 it
+#: is a radius of several hundred kilometres, far beyond any dispatch or nearby view.
+MAX_SEARCH_REGIONS: Final = 2_000
 
-_JUMP_SLACK: Final = repr(JUMP_SLACK_M)
+#: Query longitudes east of this (1 cm from the antimeridian) are searched from -180.
+_ANTIMERIDIAN_EAST: Final = 179.9999999
 
+#: µs, latitude, longitude, heading, speed, accuracy (NaN = missing); Lua's '<i8ddddd'.
+_RECORD: Final = struct.Struct("<qddddd")
+_CORE: Final = struct.Struct("<qdd")
+#: A state is the record, the trace flag, then the region (see redis_lua).
+_STATE_REGION: Final = _RECORD.size + 1
+#: msgpack's header of a 48-byte str: Redis 7.0's cmsgpack knows no bin type, and a str
+#: carries any bytes.
+_RECORD_HEADER: Final = bytes((0xD9, _RECORD.size))
+_NAN: Final = math.nan
+
+_CODES: Final = {
+    ord("1"): Recorded.LIVE,
+    ord("0"): Recorded.OLDER,
+    ord("2"): Recorded.IMPLAUSIBLE,
+}
 _OUTCOME: Final = {1: Recorded.LIVE, 0: Recorded.OLDER, 2: Recorded.IMPLAUSIBLE}
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_US: Final = timedelta(microseconds=1)
 
-# KEYS: geo, fix hash, trace list.
-# ARGV: driver id, recorded_ms, encoded fix, lon, lat, "1" if GEO can index it else "0".
-# Returns 1 if the live position moved, 0 if a newer-or-equal one was already stored.
-_RECORD_LUA: Final = """
-redis.call('RPUSHX', KEYS[3], ARGV[3])
-local stored = redis.call('HGET', KEYS[2], ARGV[1])
-if stored then
-  local ms, lat, lon = string.match(stored, '^([^,]+),([^,]+),([^,]+)')
-  local stored_ms = tonumber(ms)
-  local new_ms = tonumber(ARGV[2])
-  if stored_ms >= new_ms then
-    return 0
-  end
-  local max_speed = tonumber(ARGV[7])
-  if max_speed > 0 then
-    local p1, p2 = math.rad(tonumber(lat)), math.rad(tonumber(ARGV[5]))
-    local dl = math.rad(tonumber(ARGV[4]) - tonumber(lon))
-    local a = math.sin((p2 - p1) / 2) ^ 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ^ 2
-    local meters = 2 * 6371008.8 * math.asin(math.min(1, math.sqrt(a)))
-    if meters > max_speed * (new_ms - stored_ms) / 1000 + tonumber(ARGV[8]) then
-      return 2
-    end
-  end
-end
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
-if ARGV[6] == '1' then
-  redis.call('GEOADD', KEYS[1], ARGV[4], ARGV[5], ARGV[1])
-else
-  redis.call('ZREM', KEYS[1], ARGV[1])
-end
-return 1
-"""
+#: Driver ids that go into a JSON string as they are (what ``json.dumps`` writes
+#: unescaped); any other id has its message rendered by ``json.dumps`` itself.
+_PLAIN_ID: Final = re.compile(r"[ !#-\[\]-~]*").fullmatch
+
+#: ``execute_command`` option: read this reply as bytes even on a decoding client (the
+#: states and traces are binary).
+_RAW: Final[dict[str, list[str]]] = {NEVER_DECODE: []}
+
+Client = aioredis.Redis | RedisCluster
 
 
-def encode_ms(moment: datetime) -> str:
-    """Epoch milliseconds as text, with a fractional part only when the fix has one.
-
-    Phones report whole milliseconds, so the common case stays short; sub-millisecond
-    precision is kept so that a fix reads back exactly equal. Lua compares these as doubles,
-    which separate distinct microseconds until about the year 2200.
-    """
-    micros = (moment - _EPOCH) // _ONE_US
-    sign = "-" if micros < 0 else ""
-    millis, fraction = divmod(abs(micros), 1000)
-    return f"{sign}{millis}.{fraction:03d}" if fraction else f"{sign}{millis}"
-
-
-def decode_ms(text: str) -> datetime:
-    negative = text.startswith("-")
-    millis, _dot, fraction = text.lstrip("-").partition(".")
-    micros = int(millis) * 1000 + (int(fraction.ljust(3, "0")) if fraction else 0)
-    return _EPOCH + timedelta(microseconds=-micros if negative else micros)
+def _spread(bits: int) -> int:
+    """``bits`` with a zero inserted above each (Redis's ``interleave64``, one half)."""
+    for shift, mask in (
+        (16, 0x0000FFFF0000FFFF),
+        (8, 0x00FF00FF00FF00FF),
+        (4, 0x0F0F0F0F0F0F0F0F),
+        (2, 0x3333333333333333),
+        (1, 0x5555555555555555),
+    ):
+        bits = (bits | (bits << shift)) & mask
+    return bits
 
 
-def _number(value: float | None) -> str:
-    return "" if value is None else repr(value)
+_SPREAD: Final = tuple(_spread(bits) for bits in range(1024))
+_GEO_LAT_SPAN: Final = GEO_MAX_LATITUDE - -GEO_MAX_LATITUDE
 
 
-def _optional_number(text: str) -> float | None:
-    return float(text) if text else None
+def geo_score(latitude: float, longitude: float) -> int:
+    """The score GEOADD gives a position: latitude and longitude as 26-bit fractions of
+    their ranges, bits interleaved (latitude in the even bits), computed with Redis's own
+    float operations so that it matches bit for bit (a test holds it to GEOADD) - except at
+    latitude +85.05112878 and longitude +180 exactly, where GEOADD overflows."""
+    # At exactly the top of a range the fraction is 1.0 and the 27th bit would spill into
+    # the other coordinate's bits (GEOADD does that); the last 26-bit step is kept instead.
+    y = min(int((latitude - -GEO_MAX_LATITUDE) / _GEO_LAT_SPAN * 67108864.0), 67108863)
+    x = min(int((longitude - -180.0) / 360.0 * 67108864.0), 67108863)
+    spread = _SPREAD
+    lat_bits = spread[y & 1023] | spread[(y >> 10) & 1023] << 20 | spread[y >> 20] << 40
+    lon_bits = spread[x & 1023] | spread[(x >> 10) & 1023] << 20 | spread[x >> 20] << 40
+    return lat_bits | lon_bits << 1
 
 
-def encode_fix(fix: LocationFix) -> str:
-    """``recorded_ms,lat,lon,heading,speed,accuracy`` with trailing empty fields dropped.
-
-    ``repr`` of a float is the shortest text that reads back as the same float, so the
-    coordinates round-trip exactly. The time comes first so the Lua script finds it cheaply.
-    """
-    fields = [
-        encode_ms(fix.recorded_at),
-        repr(fix.latitude),
-        repr(fix.longitude),
-        _number(fix.heading),
-        _number(fix.speed_mps),
-        _number(fix.accuracy_m),
-    ]
-    return ",".join(fields).rstrip(",")
+def to_us(moment: datetime) -> int:
+    """Epoch microseconds: exact, and what both scripts and records compare."""
+    return (moment - _EPOCH) // _ONE_US
 
 
-def decode_fix(driver_id: str, text: str) -> LocationFix:
-    fields = text.split(",") + [""] * 3
+def from_us(micros: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=micros)
+
+
+def _optional(value: float) -> float | None:
+    return None if math.isnan(value) else value
+
+
+def _nan_if_none(value: float | None) -> float:
+    return _NAN if value is None else value
+
+
+def encode_record(fix: LocationFix) -> bytes:
+    """The 48-byte record of a fix (state and trace). Floats are stored as they are, so
+    coordinates read back bit for bit."""
+    return _RECORD.pack(
+        to_us(fix.recorded_at),
+        fix.latitude,
+        fix.longitude,
+        _nan_if_none(fix.heading),
+        _nan_if_none(fix.speed_mps),
+        _nan_if_none(fix.accuracy_m),
+    )
+
+
+def decode_record(driver_id: str, record: bytes) -> LocationFix:
+    micros, lat, lon, heading, speed, accuracy = _RECORD.unpack_from(record)
     return LocationFix(
         driver_id=driver_id,
-        latitude=float(fields[1]),
-        longitude=float(fields[2]),
-        recorded_at=decode_ms(fields[0]),
-        heading=_optional_number(fields[3]),
-        speed_mps=_optional_number(fields[4]),
-        accuracy_m=_optional_number(fields[5]),
+        latitude=lat,
+        longitude=lon,
+        recorded_at=from_us(micros),
+        heading=_optional(heading),
+        speed_mps=_optional(speed),
+        accuracy_m=_optional(accuracy),
+    )
+
+
+def position_json(fix: LocationFix, lat_text: str, lon_text: str) -> str:
+    """``json.dumps(position_message(fix))``, built by hand for the common driver id at a
+    fraction of the cost (it runs for every fix of a batch). ``lat_text``/``lon_text``
+    are the coordinates' ``repr``, which is how ``json`` writes a float."""
+    driver_id = fix.driver_id
+    if not _PLAIN_ID(driver_id):
+        return json.dumps(position_message(fix))
+    heading = fix.heading
+    return (
+        '{"type": "driver.location", "driver_id": "'
+        + driver_id
+        + '", "latitude": '
+        + lat_text
+        + ', "longitude": '
+        + lon_text
+        + ', "heading": '
+        + ("null" if heading is None else repr(heading))
+        + ', "recorded_at": "'
+        + fix.recorded_at.isoformat()
+        + '"}'
     )
 
 
@@ -160,47 +246,147 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+def _bytes(value: bytes | str) -> bytes:
+    return value.encode() if isinstance(value, str) else value
+
+
+@dataclass(slots=True)
+class _RegionOps:
+    """One region's share of a cluster batch: who leaves (with the time of the position
+    that leaves) and who arrives."""
+
+    leaving: dict[str, int] = field(default_factory=dict)
+    arriving: list[Any] = field(default_factory=list)
+
+
 class RedisLocationStore:
     """Live positions and trip traces in Redis, shared by every API and dispatch process."""
 
-    announces_positions = False
-
     def __init__(
         self,
-        client: aioredis.Redis,
+        client: Client,
         *,
         key_prefix: str = "ridehail:",
         max_speed_mps: float | None = None,
+        stale_after_s: float = 30.0,
+        region_resolution: int = REGION_RESOLUTION,
+        driver_ttl_s: float = DRIVER_TTL_S,
+        announce_prefix: str | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
-        self._max_speed = repr(float(max_speed_mps or 0))
+        """``announce_prefix`` turns on publishing: each fix that becomes live is sent as
+        :func:`position_message` JSON to ``announce_prefix + position_channel(driver)``
+        by the write itself (pass the pub/sub adapter's channel prefix). ``clock`` gives
+        the time (epoch seconds) against which positions count as stale."""
+        if "{" in key_prefix or "}" in key_prefix:
+            raise ValueError("key_prefix must not contain '{' or '}' (hash tags are ours)")
+        if not stale_after_s > 0 or not driver_ttl_s > 0:
+            raise ValueError("stale_after_s and driver_ttl_s must be positive")
         self._client = client
-        self._geo_key = f"{key_prefix}loc:geo"
-        self._fix_key = f"{key_prefix}loc:fix"
-        self._trace_prefix = f"{key_prefix}loc:trace:"
-        self._record_script: AsyncScript = client.register_script(_RECORD_LUA)
+        self._cluster = isinstance(client, RedisCluster)
+        self._loc = f"{key_prefix}loc:"
+        self._max_speed = repr(float(max_speed_mps or 0))
+        self._stale_after_s = float(stale_after_s)
+        self._resolution = region_resolution
+        self._state_ttl_ms = str(max(1, round(driver_ttl_s * 1000)))
+        #: A state's TTL is renewed when a live fix enters a new step of this much fix time.
+        self._renew_us = max(1, round(driver_ttl_s * 1e6 / 2))
+        self._region_ttl_ms = str(max(1, round(stale_after_s * 2000)))
+        #: On one Redis a ``seen`` time is renewed once per this step of fix time (see
+        #: redis_lua), so it lags a position by up to the step and pruning waits as long.
+        self._seen_step_us = max(1, round(stale_after_s * 1e6 / 2))
+        self._clock = clock
+        self.announces_positions = announce_prefix is not None
+        head, _marker, tail = position_channel("\x00").partition("\x00")
+        self._channel_prefix = "" if announce_prefix is None else announce_prefix + head
+        self._channel_suffix = tail
+        self._announce_prefix = announce_prefix or ""
+        self._hex: dict[int, str] = {}
+        self._extents: dict[int, tuple[float, float, float]] = {}
+        self._encoder = msgspec.msgpack.Encoder()
+        self._ingest: AsyncScript = client.register_script(redis_lua.INGEST)
+        self._forget: AsyncScript = client.register_script(redis_lua.FORGET)
+        self._trace_append: AsyncScript = client.register_script(redis_lua.TRACE_APPEND)
+        self._begin_trace: AsyncScript = client.register_script(redis_lua.BEGIN_TRACE)
+        self._end_trace: AsyncScript = client.register_script(redis_lua.END_TRACE)
+        self._driver_record: AsyncScript = client.register_script(redis_lua.DRIVER_RECORD)
+        self._driver_forget: AsyncScript = client.register_script(redis_lua.DRIVER_FORGET)
+        self._region: AsyncScript = client.register_script(redis_lua.REGION)
+        self._cluster_scripts_loaded = False
+
+    # --- keys -------------------------------------------------------------------------
+
+    def state_key(self, driver_id: str) -> str:
+        return f"{self._loc}drv:{{{driver_id}}}"
+
+    def trace_key(self, driver_id: str) -> str:
+        return f"{self._loc}trace:{{{driver_id}}}"
+
+    def region_keys(self, region: str) -> tuple[str, str]:
+        """The GEO set and the ``seen`` sorted set of a region (H3 index in hex)."""
+        return f"{self._loc}{{{region}}}:geo", f"{self._loc}{{{region}}}:seen"
+
+    def region_of(self, latitude: float, longitude: float) -> str:
+        """The region (H3 hex) a position is filed under; ``""`` if GEO cannot index it."""
+        if not -GEO_MAX_LATITUDE <= latitude <= GEO_MAX_LATITUDE:
+            return ""
+        cell = h3.latlng_to_cell(latitude, longitude, self._resolution)
+        hexes = self._hex
+        found = hexes.get(cell)
+        if found is None:
+            if len(hexes) > 65_536:  # regions a process ever sees are few; stay bounded
+                hexes.clear()
+            found = hexes[cell] = format(cell, "x")
+        return found
+
+    # --- writes -----------------------------------------------------------------------
 
     async def record(self, fix: LocationFix) -> Recorded:
-        code = await self._record_script(keys=self._script_keys(fix), args=self._script_args(fix))
-        return _OUTCOME[int(code)]
+        if self._cluster:
+            return (await self._cluster_record_many([fix]))[0]
+        return (await self._ingest_chunk([fix]))[0]
 
     async def record_many(self, fixes: Sequence[LocationFix]) -> list[Recorded]:
-        """One round trip for the batch; each script call is still atomic on its own."""
+        """One script call per :data:`CHUNK` fixes on one Redis; each call applies its
+        fixes in order, so a driver may appear any number of times."""
         if not fixes:
             return []
-        async with self._client.pipeline(transaction=False) as pipe:
-            for fix in fixes:
-                await self._record_script(
-                    keys=self._script_keys(fix), args=self._script_args(fix), client=pipe
-                )
-            codes = await pipe.execute()
-        return [_OUTCOME[int(code)] for code in codes]
+        if self._cluster:
+            return await self._cluster_record_many(fixes)
+        outcomes: list[Recorded] = []
+        for start in range(0, len(fixes), CHUNK):
+            outcomes += await self._ingest_chunk(fixes[start : start + CHUNK])
+        return outcomes
 
     async def trace_only(self, fix: LocationFix) -> None:
-        await self._client.rpushx(self._trace_key(fix.driver_id), encode_fix(fix))
+        await self._trace_append(keys=[self.trace_key(fix.driver_id)], args=[encode_record(fix)])
+
+    async def forget(self, driver_id: str) -> None:
+        if not self._cluster:
+            await self._forget(keys=[self.state_key(driver_id)], args=[self._loc, driver_id])
+            return
+        gone = await self._driver_forget(keys=[self.state_key(driver_id)])
+        if gone:
+            region, micros = _text(gone[0]), int(gone[1])
+            if region:
+                ops = _RegionOps(leaving={driver_id: micros})
+                await self._run_cluster([self._region_call(region, ops)])
+
+    async def begin_trace(self, driver_id: str) -> None:
+        await self._begin_trace(
+            keys=[self.state_key(driver_id), self.trace_key(driver_id)], args=[TRACE_TTL_S]
+        )
+
+    async def end_trace(self, driver_id: str) -> list[LocationFix]:
+        keys = [self.state_key(driver_id), self.trace_key(driver_id)]
+        raw = await self._eval_raw(self._end_trace, keys)
+        return [] if not raw else _trace_points(driver_id, _bytes(raw))
+
+    # --- reads ------------------------------------------------------------------------
 
     async def current(self, driver_id: str) -> LocationFix | None:
-        stored = await self._client.hget(self._fix_key, driver_id)
-        return None if stored is None else decode_fix(driver_id, _text(stored))
+        raw = await self._client.execute_command("GET", self.state_key(driver_id), **_RAW)
+        return None if raw is None else decode_record(driver_id, _bytes(raw))
 
     async def nearest(
         self,
@@ -211,40 +397,47 @@ class RedisLocationStore:
         limit: int,
         fresh_since: datetime,
     ) -> list[NearbyDriver]:
-        """GEOSEARCH nearest first, then drop stale fixes; fetch more while staleness left
-        the page short and Redis had more to give."""
+        """GEOSEARCH every region the circle touches, nearest first, then judge each member
+        by its state; fetch more while stale members left the page short and Redis had more
+        to give."""
         if limit <= 0 or not radius_m >= 0:  # "not >=" also refuses NaN
             return []
+        search_radius = radius_m * _RADIUS_SLACK_RATIO + _RADIUS_SLACK_M
+        regions = self.regions_within(latitude, longitude, search_radius)
+        since_us = to_us(fresh_since)
         count = limit * _OVERFETCH
         while True:
-            members, full = await self._search(latitude, longitude, radius_m, count)
-            hits = await self._fresh_hits(members, latitude, longitude, radius_m, fresh_since)
+            members, full = await self._search(regions, latitude, longitude, search_radius, count)
+            hits = await self._fresh_hits(members, latitude, longitude, radius_m, since_us)
             if len(hits) >= limit or not full or count >= _MAX_SEARCH_COUNT:
                 return hits[:limit]
             count = min(count * _RETRY_GROWTH, _MAX_SEARCH_COUNT)
 
-    async def forget(self, driver_id: str) -> None:
-        async with self._client.pipeline(transaction=True) as pipe:
-            pipe.zrem(self._geo_key, driver_id)
-            pipe.hdel(self._fix_key, driver_id)
-            await pipe.execute()
+    def regions_within(self, latitude: float, longitude: float, radius_m: float) -> list[str]:
+        """Every region that may hold a point within ``radius_m`` of the given one.
 
-    async def begin_trace(self, driver_id: str) -> None:
-        key = self._trace_key(driver_id)
-        async with self._client.pipeline(transaction=True) as pipe:
-            pipe.delete(key)
-            pipe.rpush(key, TRACE_MARKER)
-            pipe.expire(key, TRACE_TTL_S)
-            await pipe.execute()
-
-    async def end_trace(self, driver_id: str) -> list[LocationFix]:
-        """Read and delete in one transaction so no point is lost between the two."""
-        key = self._trace_key(driver_id)
-        async with self._client.pipeline(transaction=True) as pipe:
-            pipe.lrange(key, 0, -1)
-            pipe.delete(key)
-            entries, _deleted = await pipe.execute()
-        return _trace_points(driver_id, [_text(entry) for entry in entries])
+        Rings of cells around the point's own cell are walked outwards, keeping each cell
+        whose centre lies within ``radius_m`` plus the cell's own reach (the farthest of its
+        vertices from its centre: cells are convex); the walk stops at the first ring that
+        keeps none. The disc is connected and any path out of a ring crosses it, so nothing
+        beyond can touch the circle. Works across the antimeridian (cells and haversine
+        know no seam); not near the twelve pentagons, which lie in the oceans.
+        """
+        origin = h3.latlng_to_cell(latitude, longitude, self._resolution)
+        cells = [origin]
+        k = 1
+        while True:
+            kept = [
+                cell
+                for cell in h3.grid_ring(origin, k)
+                if self._within(cell, latitude, longitude, radius_m)
+            ]
+            if not kept:
+                return [self._hex.get(cell) or format(cell, "x") for cell in cells]
+            cells += kept
+            if len(cells) > MAX_SEARCH_REGIONS:
+                raise ValueError(f"radius too large for a regional search: {radius_m} m")
+            k += 1
 
     async def ping(self) -> None:
         await self._client.ping()
@@ -252,88 +445,318 @@ class RedisLocationStore:
     async def close(self) -> None:
         """Nothing to release: the client is shared and closed by whoever created it."""
 
-    def _trace_key(self, driver_id: str) -> str:
-        return f"{self._trace_prefix}{driver_id}"
+    # --- one Redis --------------------------------------------------------------------
 
-    def _script_keys(self, fix: LocationFix) -> list[str]:
-        return [self._geo_key, self._fix_key, self._trace_key(fix.driver_id)]
+    async def _ingest_chunk(self, fixes: Sequence[LocationFix]) -> list[Recorded]:
+        reply = await self._ingest(
+            args=[
+                self._pack(fixes),
+                len(fixes),
+                self._loc,
+                self._prune_below(lag_s=self._seen_step_us / 1e6),
+                PRUNE_PER_WRITE,
+                self._max_speed,
+                repr(JUMP_SLACK_M),
+                self._state_ttl_ms,
+                self._renew_us,
+                self._region_ttl_ms,
+                self._channel_prefix,
+                self._channel_suffix,
+                self._seen_step_us,
+            ]
+        )
+        codes = _bytes(reply)
+        if len(codes) != len(fixes):
+            raise RuntimeError(f"ingest script answered {len(codes)} outcomes for {len(fixes)}")
+        return [_CODES[code] for code in codes]
 
-    def _script_args(self, fix: LocationFix) -> list[str]:
-        searchable = abs(fix.latitude) <= GEO_MAX_LATITUDE
-        return [
-            fix.driver_id,
-            encode_ms(fix.recorded_at),
-            encode_fix(fix),
-            repr(fix.longitude),
-            repr(fix.latitude),
-            "1" if searchable else "0",
-            self._max_speed,
-            _JUMP_SLACK,
+    def _pack(self, fixes: Iterable[LocationFix]) -> bytes:
+        """The fixes as one msgpack array, :data:`~redis_lua.INGEST_FIELDS` values each.
+
+        The hot loop of batch ingest, so the record and the message are made here (the
+        other core) rather than in the script, which has Redis's single thread to itself.
+        """
+        values: list[object] = []
+        extend = values.extend
+        region_of = self.region_of
+        pack = _RECORD.pack
+        announce = self.announces_positions
+        for fix in fixes:
+            lat = fix.latitude
+            lon = fix.longitude
+            micros = (fix.recorded_at - _EPOCH) // _ONE_US
+            heading = fix.heading
+            speed = fix.speed_mps
+            accuracy = fix.accuracy_m
+            region = region_of(lat, lon)
+            record = pack(
+                micros,
+                lat,
+                lon,
+                _NAN if heading is None else heading,
+                _NAN if speed is None else speed,
+                _NAN if accuracy is None else accuracy,
+            )
+            extend(
+                (
+                    fix.driver_id,
+                    micros,
+                    lat,
+                    lon,
+                    region,
+                    msgspec.Raw(_RECORD_HEADER + record),
+                    position_json(fix, repr(lat), repr(lon)) if announce else "",
+                    str(geo_score(lat, lon)) if region else "",
+                    str(micros // 1000) if micros % 1000 == 0 else repr(micros / 1000),
+                )
+            )
+        return self._encoder.encode(values)
+
+    def _prune_below(self, lag_s: float = 0.0) -> str:
+        """ZRANGEBYSCORE's exclusive upper bound: positions older than the stale window,
+        and ``lag_s`` more where ``seen`` times may lag positions by that much."""
+        return f"({(self._clock() - self._stale_after_s - lag_s) * 1000.0!r}"
+
+    # --- Redis Cluster ----------------------------------------------------------------
+
+    async def _cluster_record_many(self, fixes: Sequence[LocationFix]) -> list[Recorded]:
+        """Driver steps for every fix (pipelined; a driver's steps run in order on its
+        node), then one region step per region touched, then the announcements."""
+        regions = [self.region_of(fix.latitude, fix.longitude) for fix in fixes]
+        micros = [to_us(fix.recorded_at) for fix in fixes]
+        calls = []
+        for fix, region, at_us in zip(fixes, regions, micros, strict=True):
+            if not fix.driver_id:
+                raise ValueError("an empty driver id has no hash tag to shard by")
+            keys = [self.state_key(fix.driver_id), self.trace_key(fix.driver_id)]
+            args: list[Any] = [
+                at_us,
+                repr(fix.latitude),
+                repr(fix.longitude),
+                region,
+                encode_record(fix),
+                self._max_speed,
+                repr(JUMP_SLACK_M),
+                self._state_ttl_ms,
+                self._renew_us,
+            ]
+            calls.append((self._driver_record, keys, args))
+        replies = await self._run_cluster(calls)
+        codes = [int(reply[0]) for reply in replies]
+
+        newest: dict[str, int] = {}  # driver -> index of its newest live fix
+        left: list[tuple[str, str, int]] = []  # driver, region it left, that position's µs
+        for index, (fix, code, reply) in enumerate(zip(fixes, codes, replies, strict=True)):
+            if code == 1:
+                newest[fix.driver_id] = index
+                if _text(reply[1]):
+                    left.append((fix.driver_id, _text(reply[1]), int(reply[2])))
+        ops: dict[str, _RegionOps] = {}
+        for driver_id, index in newest.items():
+            if regions[index]:
+                fix = fixes[index]
+                ops.setdefault(regions[index], _RegionOps()).arriving.extend(
+                    (driver_id, geo_score(fix.latitude, fix.longitude), micros[index])
+                )
+        for driver_id, region, left_us in left:
+            if region != regions[newest[driver_id]]:
+                leaving = ops.setdefault(region, _RegionOps()).leaving
+                leaving[driver_id] = max(left_us, leaving.get(driver_id, left_us))
+        await self._run_cluster([self._region_call(region, op) for region, op in ops.items()])
+        if self.announces_positions and newest:
+            await asyncio.gather(*(self._announce(fixes[index]) for index in newest.values()))
+        return [_OUTCOME[code] for code in codes]
+
+    async def _announce(self, fix: LocationFix) -> None:
+        channel = self._announce_prefix + position_channel(fix.driver_id)
+        await self._client.publish(
+            channel, position_json(fix, repr(fix.latitude), repr(fix.longitude))
+        )
+
+    async def _eval_raw(self, script: AsyncScript, keys: list[str]) -> Any:
+        """A script whose reply is binary: read undecoded whatever the client's options."""
+        command: tuple[str | int, ...] = ("EVALSHA", script.sha, len(keys), *keys)
+        try:
+            return await self._client.execute_command(*command, **_RAW)
+        except NoScriptError:
+            await self._client.script_load(script.script)
+            return await self._client.execute_command(*command, **_RAW)
+
+    def _region_call(
+        self, region: str, ops: _RegionOps
+    ) -> tuple[AsyncScript, list[str], list[Any]]:
+        args: list[Any] = [
+            self._prune_below(),
+            min(PRUNE_PER_WRITE * max(1, len(ops.arriving) // 3), 3000),
+            self._region_ttl_ms,
+            len(ops.leaving),
         ]
+        for driver_id, micros in ops.leaving.items():
+            args += [driver_id, micros]
+        args += ops.arriving
+        return self._region, list(self.region_keys(region)), args
+
+    async def _run_cluster(
+        self, calls: Sequence[tuple[AsyncScript, list[str], list[Any]]]
+    ) -> list[Any]:
+        """Script calls in one cluster pipeline (grouped per node by redis-py, in order
+        within a node). A node that lost its script cache (restart, failover) gets the
+        scripts again and its calls are replayed once."""
+        if not calls:
+            return []
+        if not self._cluster_scripts_loaded:
+            await self._load_cluster_scripts()
+        results = await self._pipeline(calls)
+        missing = [i for i, result in enumerate(results) if isinstance(result, NoScriptError)]
+        if missing:
+            await self._load_cluster_scripts()
+            again = await self._pipeline([calls[i] for i in missing])
+            for i, result in zip(missing, again, strict=True):
+                results[i] = result
+        for result in results:
+            if isinstance(result, Exception):
+                raise result
+        return results
+
+    async def _pipeline(
+        self, calls: Sequence[tuple[AsyncScript, list[str], list[Any]]]
+    ) -> list[Any]:
+        async with self._client.pipeline() as pipe:
+            for script, keys, args in calls:
+                # redis-py blocks the evalsha *method* on cluster pipelines (it cannot
+                # load scripts there); the command itself routes by its keys like any
+                # other, and _run_cluster loads the scripts.
+                pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+            return list(await pipe.execute(raise_on_error=False))
+
+    async def _load_cluster_scripts(self) -> None:
+        for script in (self._driver_record, self._region, self._driver_forget):
+            await self._client.script_load(script.script)  # every primary
+        self._cluster_scripts_loaded = True
+
+    # --- search -----------------------------------------------------------------------
+
+    def _within(self, cell: int, latitude: float, longitude: float, radius_m: float) -> bool:
+        extent = self._extents.get(cell)
+        if extent is None:
+            lat, lon = h3.cell_to_latlng(cell)
+            reach = max(haversine_m(lat, lon, *vertex) for vertex in h3.cell_to_boundary(cell))
+            extent = (lat, lon, reach * 1.001 + 1.0)
+            if len(self._extents) > 65_536:
+                self._extents.clear()
+            self._extents[cell] = extent
+        lat, lon, reach = extent
+        return haversine_m(latitude, longitude, lat, lon) <= radius_m + reach
 
     async def _search(
-        self, latitude: float, longitude: float, radius_m: float, count: int
-    ) -> tuple[list[str], bool]:
-        """Member ids nearest first, and whether COUNT cut the answer short."""
-        reply = await self._client.geosearch(
-            self._geo_key,
-            longitude=longitude,
-            latitude=latitude,
-            radius=radius_m * _RADIUS_SLACK_RATIO + _RADIUS_SLACK_M,
-            unit="m",
-            sort="ASC",
-            count=count,
-        )
-        # Without WITHDIST/WITHCOORD every item is a bare member name.
-        members = [_text(member) for member in reply if isinstance(member, bytes | str)]
-        return members, len(members) >= count
-
-    async def _fresh_hits(
         self,
-        members: list[str],
+        regions: list[str],
         latitude: float,
         longitude: float,
         radius_m: float,
-        fresh_since: datetime,
+        count: int,
+    ) -> tuple[list[tuple[float, str, str]], bool]:
+        """(GEO distance, member, region) nearest first over all regions, at most
+        ``count``, and whether COUNT may have left some out."""
+        query: dict[str, Any] = {
+            # GEOSEARCH centred on longitude 180 (or the double just below) misses members
+            # west of the antimeridian; -180 is the same meridian and works.
+            "longitude": -180.0 if longitude > _ANTIMERIDIAN_EAST else longitude,
+            "latitude": latitude,
+            "radius": radius_m,
+            "unit": "m",
+            "sort": "ASC",
+            "count": count,
+            "withdist": True,
+        }
+        keys = [self.region_keys(region)[0] for region in regions]
+        replies: list[Any]
+        if self._cluster:
+            replies = list(
+                await asyncio.gather(*(self._client.geosearch(key, **query) for key in keys))
+            )
+        else:
+            async with self._client.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.geosearch(key, **query)
+                replies = await pipe.execute()
+        found: list[tuple[float, str, str]] = []
+        for region, reply in zip(regions, replies, strict=True):
+            for item in reply:  # WITHDIST: [member, distance]
+                found.append((float(item[1]), _text(item[0]), region))
+        full = any(len(reply) >= count for reply in replies) or len(found) > count
+        found.sort()
+        return found[:count], full
+
+    async def _states(self, driver_ids: list[str]) -> list[bytes | None]:
+        """The raw state of each driver, by MGET (per slot on a cluster)."""
+        keys = [self.state_key(driver_id) for driver_id in driver_ids]
+        if not self._cluster:
+            values = await self._client.execute_command("MGET", *keys, **_RAW)
+            return [None if value is None else _bytes(value) for value in values]
+        by_slot: dict[int, list[int]] = {}
+        for index, key in enumerate(keys):
+            by_slot.setdefault(key_slot(key.encode()), []).append(index)
+        groups = list(by_slot.values())
+        replies = await asyncio.gather(
+            *(self._client.execute_command("MGET", *(keys[i] for i in g), **_RAW) for g in groups)
+        )
+        states: list[bytes | None] = [None] * len(keys)
+        for group, values in zip(groups, replies, strict=True):
+            for index, value in zip(group, values, strict=True):
+                states[index] = None if value is None else _bytes(value)
+        return states
+
+    async def _fresh_hits(
+        self,
+        members: list[tuple[float, str, str]],
+        latitude: float,
+        longitude: float,
+        radius_m: float,
+        since_us: int,
     ) -> list[NearbyDriver]:
-        """Exact positions from the hash, measured with the kernel's haversine, fresh only."""
+        """Exact positions from the states, measured with the kernel's haversine; a member
+        found in a region its state does not name is a leftover and is skipped."""
         if not members:
             return []
-        stored = await self._client.hmget(self._fix_key, members)
+        states = await self._states([member for _distance, member, _region in members])
         hits: list[NearbyDriver] = []
-        for driver_id, value in zip(members, stored, strict=True):
-            if value is None:  # forgotten between the two reads
+        for (_distance, driver_id, region), state in zip(members, states, strict=True):
+            if state is None or state[_STATE_REGION:].decode() != region:
                 continue
-            fix = decode_fix(driver_id, _text(value))
-            distance = haversine_m(latitude, longitude, fix.latitude, fix.longitude)
-            if fix.recorded_at >= fresh_since and distance <= radius_m:
+            micros, lat, lon = _CORE.unpack_from(state)
+            if micros < since_us:
+                continue
+            distance = haversine_m(latitude, longitude, lat, lon)
+            if distance <= radius_m:
                 hits.append(
                     NearbyDriver(
                         driver_id=driver_id,
-                        latitude=fix.latitude,
-                        longitude=fix.longitude,
+                        latitude=lat,
+                        longitude=lon,
                         distance_m=distance,
-                        recorded_at=fix.recorded_at,
+                        recorded_at=from_us(micros),
                     )
                 )
         hits.sort(key=lambda hit: (hit.distance_m, hit.driver_id))
         return hits
 
 
-def _trace_points(driver_id: str, entries: list[str]) -> list[LocationFix]:
+def _trace_points(driver_id: str, raw: bytes) -> list[LocationFix]:
     """Points sorted by time, exact duplicates (same time and place) dropped.
 
     Deduplication happens here rather than on ingest so that ingest never reads the trace.
+    A torn tail (never written by the scripts) is ignored rather than failing the trip.
     """
-    seen: set[tuple[str, str, str]] = set()
+    size = _RECORD.size
+    seen: set[bytes] = set()
     points: list[LocationFix] = []
-    for entry in entries:
-        if entry == TRACE_MARKER:
+    for start in range(0, len(raw) - size + 1, size):
+        record = raw[start : start + size]
+        identity = record[: _CORE.size]
+        if identity in seen:
             continue
-        millis, lat, lon, *_rest = entry.split(",")
-        if (millis, lat, lon) in seen:
-            continue
-        seen.add((millis, lat, lon))
-        points.append(decode_fix(driver_id, entry))
+        seen.add(identity)
+        points.append(decode_record(driver_id, record))
     points.sort(key=lambda point: point.recorded_at)
     return points

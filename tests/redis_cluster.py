@@ -1,0 +1,153 @@
+"""A throwaway Redis Cluster for tests: three masters, no replicas, on free loopback ports,
+started from the ``redis-server`` binary in a temporary directory and torn down afterwards.
+
+Nothing is persisted (no RDB, no AOF); each node's cluster config file lives in the given
+directory, so several clusters (or test sessions) never share state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+#: Redis Cluster talks node-to-node on the client port plus this.
+BUS_PORT_OFFSET = 10_000
+
+
+@dataclass(frozen=True)
+class Cluster:
+    ports: list[int]
+
+    @property
+    def startup_nodes(self) -> list[tuple[str, int]]:
+        return [("127.0.0.1", port) for port in self.ports]
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.ports[0]}/0"
+
+
+def _need(tool: str) -> str:
+    path = shutil.which(tool)
+    if path is None:
+        raise RuntimeError(
+            f"{tool} is not on PATH: the Redis Cluster tests start a real cluster from it "
+            "(install redis-server / redis-tools)"
+        )
+    return path
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def free_ports(count: int) -> list[int]:
+    """Ports free for a node and its cluster bus (port + 10000)."""
+    ports: list[int] = []
+    while len(ports) < count:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port + BUS_PORT_OFFSET < 65_536 and port not in ports and _free(port + BUS_PORT_OFFSET):
+            ports.append(port)
+    return ports
+
+
+def _cli(*args: str, port: int) -> str:
+    out = subprocess.run(
+        [_need("redis-cli"), "-h", "127.0.0.1", "-p", str(port), *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    return out.stdout + out.stderr
+
+
+def _wait(what: str, ready: Callable[[], bool], seconds: float = 20.0) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if ready():
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"Redis Cluster: {what} did not happen within {seconds:.0f} s")
+
+
+@contextlib.contextmanager
+def running_cluster(directory: Path, masters: int = 3) -> Iterator[Cluster]:
+    """Start the nodes, join them with ``redis-cli --cluster create``, wait until every
+    node reports ``cluster_state:ok``; terminate them on the way out."""
+    server = _need("redis-server")
+    _need("redis-cli")
+    ports = free_ports(masters)
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        for port in ports:
+            node_dir = directory / str(port)
+            node_dir.mkdir(parents=True, exist_ok=True)
+            processes.append(
+                subprocess.Popen(
+                    [
+                        server,
+                        "--port",
+                        str(port),
+                        "--bind",
+                        "127.0.0.1",
+                        "--cluster-enabled",
+                        "yes",
+                        "--cluster-config-file",
+                        str(directory / f"nodes-{port}.conf"),
+                        "--dir",
+                        str(node_dir),
+                        "--save",
+                        "",
+                        "--appendonly",
+                        "no",
+                        "--daemonize",
+                        "no",
+                        "--logfile",
+                        str(node_dir / "redis.log"),
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
+        for port in ports:
+            _wait(f"node {port} answering", lambda port=port: "PONG" in _cli("PING", port=port))
+        created = _cli(
+            "--cluster",
+            "create",
+            *(f"127.0.0.1:{port}" for port in ports),
+            "--cluster-replicas",
+            "0",
+            "--cluster-yes",
+            port=ports[0],
+        )
+        if "[OK] All 16384 slots covered" not in created:
+            raise RuntimeError(f"redis-cli --cluster create failed:\n{created}")
+        for port in ports:
+            _wait(
+                f"node {port} reporting cluster_state:ok",
+                lambda port=port: "cluster_state:ok" in _cli("CLUSTER", "INFO", port=port),
+            )
+        yield Cluster(ports=ports)
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
