@@ -18,7 +18,7 @@ from bench import common
 LATEST = common.RESULTS / "latest.json"
 DOCS = common.ROOT / "docs" / "benchmarks.md"
 DASH = "\u2013"
-PARTS = ("ingest_http", "nearest", "ingest_store", "memory", "soak")
+PARTS = ("ingest_http", "ingest_stream", "nearest", "ingest_store", "memory", "soak")
 
 
 def tool_versions() -> dict[str, str]:
@@ -109,11 +109,15 @@ served by `uvicorn.run` with the same arguments as `ridehail serve`.
 Server CPU is user + system time of the server process (all threads, from `/proc`) divided
 by the requests wrk completed.
 
-**Access log.** As shipped (default `RIDEHAIL_LOG_LEVEL=INFO`) every request writes one
-structlog line to stderr (here: a file). The only switch is the log level:
-`RIDEHAIL_LOG_LEVEL=WARNING` filters the line out (checked: the INFO server wrote
-{num(c["access_log_lines_embedded_log"])} `http_request` lines, the WARNING one
-{c["access_log_lines_embedded_nolog"]}). Both are shown.
+**The path measured.** The PUT is served by `ridehail.locations.fast_ingest` ahead of
+FastAPI's middleware stack (same model, token check, rules and store write as the documented
+route; anything else is handed to the route). Successful reports are counted and timed in
+`/metrics` but not access-logged (12,500 lines a second would cost more than the reports),
+so the INFO (as shipped) and WARNING servers differ only in the lines of the drivers'
+sign-ups ({num(c["access_log_lines_embedded_log"])} and
+{c["access_log_lines_embedded_nolog"]} `http_request` lines). On the production profile
+each report is one Redis script call, which also publishes the position to followers;
+reports in flight together share the call.
 
 {
         table(
@@ -136,6 +140,54 @@ so it is mostly queueing: for the embedded default, {conns} connections ÷
 is the steadier figure on a shared machine: {num(emb)} µs (embedded) and {num(prod)} µs (production)
 against {num(bare_cpu)} µs for the bare app. After the runs
 {c["production_drivers_with_a_stored_fix"]} production drivers had a live fix in Redis.
+The ratio is bounded by what both servers share: on this machine the kernel's loopback
+send inside uvicorn's `transport.write` is the largest single cost of a reply (py-spy, see
+below), and wrk takes most of the second core.
+"""
+
+
+def section_stream(p: dict[str, Any]) -> str:
+    s = p["settings"]
+    rows = []
+    for v in p["targets"].values():
+        rows.append(
+            [
+                v["label"],
+                cell(v["batch_points_per_s"]),
+                cell(v["batch_p99_ms"], 1),
+                cell(v["batch_server_cpu_us_per_point"], 1),
+                cell(v["ws_points_per_s"]),
+                cell(v["ws_server_cpu_us_per_point"], 1),
+                f"{v['batch_non_2xx']} / {v['ws_errors_received']}",
+            ]
+        )
+    header = [
+        "server",
+        "batch points/s",
+        "batch p99 ms",
+        "batch server CPU µs/point",
+        "WebSocket points/s",
+        "WebSocket server CPU µs/point",
+        "errors (batch / ws)",
+    ]
+    return f"""## 1b. Batch and WebSocket ingest through the API
+
+**What.** (a) `POST /api/v1/drivers/{{id}}/locations` carrying {s["batch_points"]} buffered
+points per request (`bench/post_batch.lua`: each point 1 ms and about 28 m after the last,
+so every one is a new live position), wrk with {s["batch_connections"]} connections over
+{s["drivers"]} drivers. (b) `{{"type": "location", ...}}` frames on
+`/api/v1/drivers/{{id}}/stream`, {s["ws_connections"]} connections (one per driver), each
+offering {num(s["ws_rate_per_connection"])} frames/s
+({num(s["ws_connections"] * s["ws_rate_per_connection"])}/s in all, more than the server
+takes) from a separate client process. {s["duration_s"]} s each, {s["repeats"]} rounds,
+against `{s["server"]}`.
+
+**Counted by the server.** Points per second are the increase of the server's own
+`ridehail_location_fixes_total` counter (every outcome) over the run, read from `/metrics`;
+for the WebSocket, frames still buffered when the client stops are counted until the
+counter stops moving, and that time is included.
+
+{table(header, rows)}
 """
 
 
@@ -183,7 +235,8 @@ seeded (`bench/common.py`). Query points come from the same mixture with another
 
 **How.** (a) `InMemoryLocationStore.nearest` awaited in-process one query at a time, each
 timed with `perf_counter_ns` (service time). (b) `RedisLocationStore.nearest` (GEOSEARCH
-with over-fetch, then HMGET of the exact fixes) with {s["concurrent_tasks"]} asyncio tasks on
+WITHDIST in every H3 region the circle touches, then the drivers' state keys for exact
+positions and freshness) with {s["concurrent_tasks"]} asyncio tasks on
 one redis-py client (`redis.asyncio.from_url`, as the app builds it). (c) Baselines on a plain
 GEO key with the same members: `GEOSEARCH key FROMLONLAT lon lat BYRADIUS 2 km ASC COUNT 10`
 from the same Python client, tasks and random points; and from `redis-benchmark -n
@@ -195,7 +248,11 @@ includes waiting for the other tasks; (a) is the time of one query alone.
 {num(city["drivers_within_2km_sample"])} points): mean {num(city["drivers_within_2km_mean"])},
 median {num(city["drivers_within_2km_median"])}, min {num(city["drivers_within_2km_min"])},
 max {num(city["drivers_within_2km_max"])}. Both stores returned the same 10 drivers in the
-same order for {p["checks"]["same_top10_in_memory_vs_redis"]} sampled points.
+same order for {p["checks"]["same_top10_in_memory_vs_redis"]} sampled points; against a
+brute-force scan (haversine over all {num(s["drivers"])}, ties by id) the in-process store
+was exact for {p["checks"].get("in_memory_exact_vs_brute_force", "—")} and the Redis store
+had the same ids in the same order for
+{p["checks"].get("redis_store_same_ids_and_order_as_brute_force", "—")}.
 
 {nearest_table}
 
@@ -233,15 +290,18 @@ empty tables / keys; {s["repeats"]} runs.
 `executemany`, {s["workers"]} connections; each batch sorted by driver id so concurrent
 transactions lock rows in one order. No spatial index: a real PostgreSQL location store
 would need one (PostGIS or a geohash column) to answer nearest queries, which costs more
-per write. (b) `RedisLocationStore.record_many` (one pipeline of the Lua script per batch),
-{s["workers"]} asyncio tasks. (c) Baselines: the same points as pipelined `GEOADD` from the
-same redis-py client and tasks; and the same {num(s["fixes"])} `GEOADD` commands streamed by
-`redis-cli --pipe`, the Redis server's own ceiling without Python in the loop.
+per write. (b) `RedisLocationStore.record_many` (one Lua call per 500 fixes: the ingest rules,
+driver state, region sets, and, as in production, a PUBLISH of each new live position;
+also measured without publishing), {s["workers"]} asyncio tasks. (c) Baselines: the same
+points as pipelined `GEOADD` from the same redis-py client and tasks; and the same
+{num(s["fixes"])} `GEOADD` commands streamed by `redis-cli --pipe`, the Redis server's own
+ceiling without Python in the loop.
 
 {table(["writer", "writes/s", "ratio to GEOADD (redis-py)"], rows)}
 
 Checks after the last run: {num(c["postgres_rows"])} PostgreSQL rows,
-{num(c["redis_store_members"])} members in the store's GEO key, newest fix kept in
+{num(c["redis_store_members"])} members in the store's region GEO sets
+({c.get("redis_store_regions", "—")} regions), newest fix kept in
 {c["newest_fix_kept_postgres"]} (PostgreSQL) and {c["newest_fix_kept_redis_store"]}
 (Redis store) sampled drivers, {c["postgres_deadlock_retries"]} deadlock retries.
 """
@@ -258,13 +318,15 @@ def section_memory(p: dict[str, Any]) -> str:
                 v["label"],
                 cell(v["with_id_string_bytes_per_driver"], 1),
                 f"{cell(v['store_bytes_per_driver'], 1)} + {num(s['id_string_bytes'])} id",
-                "—",
+                f"RSS {num(v['rss_delta_bytes_per_driver'], 1)}"
+                if "rss_delta_bytes_per_driver" in v
+                else "—",
             ]
         )
     for key in ("redis_store_position_only", "redis_store_with_extras", "raw_geo"):
         v = r[key]
         parts = (
-            f"GEO {cell(v['geo_key_bytes_per_driver'], 1)} + hash "
+            f"region sets {cell(v['geo_key_bytes_per_driver'], 1)} + driver state "
             f"{cell(v['fix_hash_bytes_per_driver'], 1)}"
             if "geo_key_bytes_per_driver" in v
             else "GEO key only"
@@ -284,7 +346,8 @@ def section_memory(p: dict[str, Any]) -> str:
 the empty store. The driver id strings (`drv_` + 26 characters, {num(s["id_string_bytes"])}
 bytes each by `sys.getsizeof`) exist before the store and are added separately: the store
 keeps them as dict keys, and Redis stores them too. Redis {s["redis"]["version"]}:
-`MEMORY USAGE key SAMPLES 0` (every element) of the store's GEO key and fix hash after
+`MEMORY USAGE key SAMPLES 0` (every element) of the store's keys (the regions' GEO and
+`seen` sets, the drivers' state strings) after
 `record_many` of the same fixes, and the `INFO memory` `used_memory` delta (another user of
 the same Redis can disturb the delta; `MEMORY USAGE` counts only these keys). Baseline: a
 plain GEO key with the same members. "With extras" fixes carry heading, speed and accuracy.
@@ -345,8 +408,9 @@ FILES = """## Files and knobs
 
 | file | what it is |
 |---|---|
-| `bench/run.sh` | what `make bench` runs: installs tools, runs the four programs, then the report |
+| `bench/run.sh` | what `make bench` runs: installs tools, runs the six programs, then the report |
 | `bench/ingest_http.py` | benchmark 1; starts the servers, signs up drivers, runs wrk |
+| `bench/ingest_stream.py`, `bench/post_batch.lua` | benchmark 1b: batches and WebSocket frames |
 | `bench/put_location.lua` | wrk script: rotating drivers, varying coordinates, counts non-2xx |
 | `bench/bare_asgi.py` | the baseline ASGI app and its uvicorn launcher |
 | `bench/nearest.py` | benchmark 2 |
@@ -359,7 +423,9 @@ FILES = """## Files and knobs
 Environment variables for quicker or longer runs (defaults in brackets): `BENCH_REPEATS` (3),
 `BENCH_WRK_DURATION_S` (10), `BENCH_WRK_WARMUP_S` (1), `BENCH_WRK_THREADS` (2),
 `BENCH_WRK_CONNECTIONS` (32), `BENCH_HTTP_DRIVERS` (200), `BENCH_NEAREST_QUERIES` (2000),
-`BENCH_NEAREST_TASKS` (32), `BENCH_INGEST_FIXES` (200000); `BENCH_REDIS_URL`,
+`BENCH_NEAREST_TASKS` (32), `BENCH_INGEST_FIXES` (200000), `BENCH_STREAM_DURATION_S` (10),
+`BENCH_BATCH_POINTS` (500), `BENCH_WS_CONNECTIONS` (20), `BENCH_SOAK_S` (300),
+`BENCH_SOAK_DRIVERS` (50000), `BENCH_SOAK_CONNECTIONS` (1000); `BENCH_REDIS_URL`,
 `BENCH_PG_HOST`, `BENCH_PG_PORT`, `BENCH_PG_USER` for other servers.
 
 ## Profiling the ingest path
@@ -377,11 +443,10 @@ dependency) and sample the server, only while it holds the GIL:
 
 NOT_MEASURED = """## Not yet measured
 
-- **Batch and streamed ingest**: many fixes per request (`POST /api/v1/drivers/{id}/locations`)
-  and positions over the driver's WebSocket (`/api/v1/drivers/{id}/stream`). Both endpoints
-  arrived while this harness was being written, so neither has a benchmark yet.
-- **The 5-minute soak** (steady ingest plus queries, watching latency drift and memory).
-- **Dispatch latency** (ride requested → offer visible to the nearest driver).
+- **Dispatch latency** (ride requested -> offer visible to the nearest driver) and matching
+  throughput: the dispatch engine's own issue.
+- **Nearest over HTTP** (`GET /api/v1/drivers/nearby`) end to end; benchmark 2 measures the
+  stores.
 """
 
 
@@ -410,6 +475,7 @@ def render(data: dict[str, Any]) -> str:
     )  # fmt: skip
     sections = [
         section_http(b["ingest_http"]) if "ingest_http" in b else "",
+        section_stream(b["ingest_stream"]) if "ingest_stream" in b else "",
         section_nearest(b["nearest"]) if "nearest" in b else "",
         section_ingest_store(b["ingest_store"]) if "ingest_store" in b else "",
         section_memory(b["memory"]) if "memory" in b else "",
@@ -437,7 +503,7 @@ on the same machine. Run them all with:
 make bench        # needs PostgreSQL and Redis on 127.0.0.1 (make services starts them)
 ```
 
-`bench/run.sh` installs `wrk` (and `redis-tools`) with apt if missing, runs the four programs
+`bench/run.sh` installs `wrk` (and `redis-tools`) with apt if missing, runs the six programs
 below one after the other and regenerates this file and `bench/results/latest.json`. It
 creates its own PostgreSQL databases (`ridehail_bench_<random>`) and Redis keys
 (`ridehail_bench_<random>:*`) and removes them afterwards. One benchmark alone, then the
@@ -468,51 +534,111 @@ Measured from {first_start} to {last_finish} (UTC); `make bench`{runtime_text}.
 {FILES}"""
 
 
-def summary(b: dict[str, Any]) -> str:
-    """At a glance: medians from the tables below."""
-    lines = ["## At a glance", ""]
+def _verdict(met: bool) -> str:
+    return "met" if met else "**not met**"
+
+
+def targets(b: dict[str, Any]) -> str:
+    """The issue's targets, each against what this run measured."""
+    rows: list[list[str]] = []
     if "ingest_http" in b:
         t = b["ingest_http"]["targets"]
-        lines.append(
-            "- **HTTP location ingest**, one server process: "
-            f"{num(t['embedded_log']['requests_per_s']['median'])} requests/s on the embedded "
-            f"default and {num(t['production_log']['requests_per_s']['median'])} on the "
-            "production profile as shipped, where a bare ASGI app under the same uvicorn "
-            f"answers {num(t['bare']['requests_per_s']['median'])} "
-            f"(ratio {num(t['embedded_log']['ratio_to_bare']['median'], 3)} and "
-            f"{num(t['production_log']['ratio_to_bare']['median'], 3)})."
-        )
+        for key in ("embedded_log", "production_log"):
+            ratio = t[key]["ratio_to_bare"]["median"]
+            rows.append(
+                [
+                    f"1. single PUT ingest, {t[key]['label']}",
+                    ">= 0.5 x bare ASGI",
+                    f"{num(t[key]['requests_per_s']['median'])} req/s = {num(ratio, 3)} x "
+                    f"{num(t['bare']['requests_per_s']['median'])}",
+                    _verdict(ratio >= 0.5),
+                ]
+            )
+    if "ingest_store" in b:
+        r = b["ingest_store"]["results"]
+        for key in ("redis_store", "redis_store_no_announce"):
+            if key in r:
+                rate = r[key]["writes_per_s"]["median"]
+                rows.append(
+                    [
+                        f"2. batch/stream ingest into Redis, {r[key]['label']}",
+                        ">= 100,000 points/s",
+                        f"{num(rate)} points/s",
+                        _verdict(rate >= 100_000),
+                    ]
+                )
+    if "ingest_stream" in b:
+        for v in b["ingest_stream"]["targets"].values():
+            rows.append(
+                [
+                    f"2. (end to end) batch POST / WebSocket, {v['label']}",
+                    "(not a target: through HTTP)",
+                    f"{num(v['batch_points_per_s']['median'])} / "
+                    f"{num(v['ws_points_per_s']['median'])} points/s",
+                    "—",
+                ]
+            )
     if "nearest" in b:
         r = b["nearest"]["results"]
-        lines.append(
-            "- **Nearest 10 within 2 km among 50,000 drivers**: "
-            f"{num(r['in_memory']['queries_per_s']['median'])} queries/s in-process "
-            f"(p50 {num(r['in_memory']['p50_us']['median'] / 1000, 2)} ms), "
-            f"{num(r['redis_store']['queries_per_s']['median'])} through the Redis store, "
-            f"{num(r['raw_geosearch_python']['queries_per_s']['median'])} for a bare "
-            "GEOSEARCH from the same Python client."
+        p99 = r["in_memory"]["p99_us"]["median"] / 1000
+        qps = r["in_memory"]["queries_per_s"]["median"]
+        geo_py = r["raw_geosearch_python"]["queries_per_s"]["median"]
+        geo_c = r["raw_geosearch_redis_benchmark"]["queries_per_s"]["median"]
+        rows.append(
+            [
+                "3. nearest 10 of 50,000 within 2 km, in-process",
+                "p99 <= 2 ms and more queries/s than GEOSEARCH",
+                f"p99 {num(p99, 3)} ms; {num(qps)} q/s vs GEOSEARCH {num(geo_py)} (Python), "
+                f"{num(geo_c)} (redis-benchmark)",
+                _verdict(p99 <= 2 and qps > max(geo_py, geo_c)),
+            ]
         )
     if "ingest_store" in b:
         r = b["ingest_store"]["results"]
-        lines.append(
-            "- **Bulk ingest of fixes** (batches of 100, 8 workers): PostgreSQL upsert "
-            f"{num(r['postgres']['writes_per_s']['median'])} writes/s, Redis store "
-            f"{num(r['redis_store']['writes_per_s']['median'])}, plain GEOADD "
-            f"{num(r['raw_geoadd']['writes_per_s']['median'])} from Python and "
-            f"{num(r['raw_geoadd_redis_cli']['writes_per_s']['median'])} from redis-cli."
+        rows.append(
+            [
+                "4. one PostgreSQL row per driver vs Redis",
+                "measured side by side",
+                f"PostgreSQL {num(r['postgres']['writes_per_s']['median'])}, Redis store "
+                f"{num(r['redis_store']['writes_per_s']['median'])} writes/s",
+                "measured",
+            ]
+        )
+    if "soak" in b:
+        p = b["soak"]
+        lat = p["latency_ms"]
+        rows.append(
+            [
+                f"5. soak, {num(p['settings']['drivers'])} drivers x 1 per "
+                f"{num(p['settings']['cycle_s'])} s, {num(p['settings']['duration_s'])} s",
+                "0 errors; p50/p99 and CPU reported",
+                f"{num(p['errors'])} errors; {num(p['achieved_rate_per_s'])}/s of "
+                f"{num(p['settings']['offered_rate_per_s'])}/s; p50 "
+                f"{num(lat['p50_median_of_segments']['median'], 1)} ms, p99 "
+                f"{num(lat['p99_median_of_segments']['median'], 1)} ms; API "
+                f"{num(p['cpu_cores']['api_processes'], 2)} + Redis "
+                f"{num(p['cpu_cores']['redis'], 2)} cores",
+                _verdict(p["errors"] == 0),
+            ]
         )
     if "memory" in b:
         r = b["memory"]["results"]
-        lines.append(
-            "- **Memory per driver**: "
-            f"{num(r['in_memory_position_only']['with_id_string_bytes_per_driver']['median'])}"
-            " bytes in-process (id string included), "
-            f"{num(r['redis_store_position_only']['memory_usage_bytes_per_driver']['median'])}"
-            " in Redis (GEO key + fix hash), "
-            f"{num(r['raw_geo']['memory_usage_bytes_per_driver']['median'])} for a plain GEO "
-            "key."
+        store = r["in_memory_position_only"]["store_bytes_per_driver"]["median"]
+        rows.append(
+            [
+                "memory per driver, in-process",
+                "<= 200 bytes",
+                f"{num(store, 1)} bytes (+ the id string the caller holds); Redis "
+                f"{num(r['redis_store_position_only']['memory_usage_bytes_per_driver']['median'])}",
+                _verdict(store <= 200),
+            ]
         )
-    return "\n".join(lines)
+    return table(["target", "required", "measured (medians)", "verdict"], rows)
+
+
+def summary(b: dict[str, Any]) -> str:
+    """At a glance: the targets, then medians from the tables below."""
+    return "## At a glance\n\n" + targets(b)
 
 
 def main() -> None:
@@ -544,6 +670,7 @@ def main() -> None:
     for path in found:
         path.unlink()
     print(f"wrote {LATEST.relative_to(common.ROOT)} and {DOCS.relative_to(common.ROOT)}")
+    print(targets(data["benchmarks"]))
 
 
 if __name__ == "__main__":
