@@ -6,9 +6,9 @@ body and answers 204, served by uvicorn exactly as `ridehail serve` serves the a
 
 from __future__ import annotations
 
-import argparse
-
 from starlette.types import Receive, Scope, Send
+
+from bench.common import serve_like_ridehail
 
 
 async def app(scope: Scope, receive: Receive, send: Send) -> None:
@@ -33,26 +33,7 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
 
 
 def main() -> None:
-    import uvicorn
-
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8001)
-    args = parser.parse_args()
-    # The same uvicorn.run arguments as `ridehail serve` (src/ridehail/cli.py).
-    uvicorn.run(
-        "bench.bare_asgi:app",
-        host=args.host,
-        port=args.port,
-        workers=1,
-        log_level="warning",
-        # ridehail writes its own access log (structured, by route template); uvicorn's
-        # would format the client address and path of every request even when filtered.
-        access_log=False,
-        ws_max_size=65_536,
-        proxy_headers=False,
-        lifespan="on",
-    )
+    serve_like_ridehail("bench.bare_asgi:app", __doc__ or "", 8001)
 
 
 if __name__ == "__main__":

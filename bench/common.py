@@ -197,6 +197,31 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def serve_like_ridehail(app: str, description: str, default_port: int) -> None:
+    """Serve the ASGI app ``module:attribute`` from the command line (``--host``,
+    ``--port``) with the same ``uvicorn.run`` arguments as `ridehail serve`
+    (src/ridehail/cli.py), so that reference servers differ from it only in the app."""
+    import argparse
+
+    import uvicorn
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=default_port)
+    args = parser.parse_args()
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        workers=1,
+        log_level="warning",
+        access_log=False,
+        ws_max_size=65_536,
+        proxy_headers=False,
+        lifespan="on",
+    )
+
+
 def need(tool: str) -> str:
     path = shutil.which(tool)
     if path is None:

@@ -35,6 +35,8 @@ CONNECTIONS = int(os.environ.get("BENCH_WRK_CONNECTIONS", "32"))
 DURATION_S = int(os.environ.get("BENCH_WRK_DURATION_S", "10"))
 WARMUP_S = int(os.environ.get("BENCH_WRK_WARMUP_S", "1"))
 LUA = common.ROOT / "bench" / "put_location.lua"
+#: Servers that ignore ids and tokens: the baseline and a framework reference point.
+REFERENCES = ("bare", "starlette_msgspec")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -220,7 +222,7 @@ async def prepare(targets: dict[str, Target], tmp: Path) -> None:
     for target in targets.values():
         start(target, tmp)
     for target in targets.values():
-        wait_ready(target, "/healthz" if target.key == "bare" else "/readyz")
+        wait_ready(target, "/healthz" if target.key in REFERENCES else "/readyz")
     keys = ("embedded_log", "embedded_nolog", "production_log")
     with common.timed(f"registered {DRIVERS} drivers on each of {', '.join(keys)}"):
         signed_up = await asyncio.gather(
@@ -231,7 +233,8 @@ async def prepare(targets: dict[str, Target], tmp: Path) -> None:
     # Both production servers share the database, Redis prefix and JWT secret. The bare app
     # ignores ids and tokens but gets byte-for-byte the same shape of requests.
     targets["production_nolog"].drivers_file = targets["production_log"].drivers_file
-    targets["bare"].drivers_file = targets["production_log"].drivers_file
+    for key in REFERENCES:
+        targets[key].drivers_file = targets["production_log"].drivers_file
 
 
 def build_targets(tmp: Path, database: str, prefix: str) -> dict[str, Target]:
@@ -260,6 +263,12 @@ def build_targets(tmp: Path, database: str, prefix: str) -> dict[str, Target]:
             "bare",
             "bare ASGI app (baseline)",
             [common.PYTHON, "-m", "bench.bare_asgi"],
+            base_env(),
+        ),
+        "starlette_msgspec": Target(
+            "starlette_msgspec",
+            "reference: Starlette route + msgspec body check, no token, no store",
+            [common.PYTHON, "-m", "bench.starlette_msgspec"],
             base_env(),
         ),
         "embedded_log": Target(

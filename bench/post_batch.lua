@@ -4,12 +4,8 @@
 -- 30 m on from the last (within the speed rule's 50 m noise allowance), so that every point
 -- is a new live position, as a phone coming back online with a backlog would send them.
 
-local threads = {}
-
-function setup(thread)
-  table.insert(threads, thread)
-  thread:set("thread_no", #threads)
-end
+-- setup(), response() and done() (the WRKJSON line) come from wrk_report.lua beside this file.
+dofile((debug.getinfo(1, "S").source:match("^@(.*/)") or "./") .. "wrk_report.lua")
 
 function init(args)
   batch = tonumber(args[2])
@@ -33,7 +29,6 @@ function init(args)
     end
   end
   cursor = 0
-  non_2xx = 0
 end
 
 local function stamp(ms)
@@ -58,25 +53,4 @@ function request()
     ["Authorization"] = d.auth,
     ["Content-Type"] = "application/json",
   }, body)
-end
-
-function response(status, headers, body)
-  if status < 200 or status > 299 then
-    non_2xx = non_2xx + 1
-  end
-end
-
-function done(summary, latency, requests)
-  local bad = 0
-  for _, thread in ipairs(threads) do
-    bad = bad + (thread:get("non_2xx") or 0)
-  end
-  local e = summary.errors
-  io.write(string.format(
-    'WRKJSON {"requests":%d,"duration_us":%d,"non_2xx":%d,"socket_errors":%d,'
-      .. '"timeouts":%d,"p50_us":%d,"p90_us":%d,"p99_us":%d,"max_us":%d,"mean_us":%.1f}\n',
-    summary.requests, summary.duration, bad, e.connect + e.read + e.write, e.timeout,
-    latency:percentile(50), latency:percentile(90), latency:percentile(99),
-    latency.max, latency.mean
-  ))
 end

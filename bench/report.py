@@ -105,7 +105,10 @@ production profile (PostgreSQL + Redis, own database and key prefix). {s["driver
 signed up over the API, got tokens and went available; `bench/put_location.lua` rotates over
 their ids and tokens. Load: `{s["wrk"]}`, against each target in turn, {s["repeats"]} rounds
 (the order rotates each round). The bare app gets byte-for-byte the same requests and is
-served by `uvicorn.run` with the same arguments as `ridehail serve`.
+served by `uvicorn.run` with the same arguments as `ridehail serve`. A second reference, a
+plain Starlette route that validates the body with msgspec and answers 204 (no token, no
+store; `bench/starlette_msgspec.py`), shows how much of the bare figure a minimal framework
+route keeps on this machine.
 Server CPU is user + system time of the server process (all threads, from `/proc`) divided
 by the requests wrk completed.
 

@@ -19,12 +19,8 @@ local function now_ms()
   return tonumber(ts.tv_sec) * 1000 + tonumber(ts.tv_nsec) / 1e6
 end
 
-local threads = {}
-
-function setup(thread)
-  table.insert(threads, thread)
-  thread:set("thread_no", #threads)
-end
+-- setup(), response() and done() (the WRKJSON line) come from wrk_report.lua beside this file.
+dofile((debug.getinfo(1, "S").source:match("^@(.*/)") or "./") .. "wrk_report.lua")
 
 function init(args)
   local rate = tonumber(args[2])
@@ -54,7 +50,6 @@ function init(args)
   interval_ms = 1000.0 / (rate / nthreads)
   next_slot = nil
   cursor = 0
-  non_2xx = 0
 end
 
 function delay()
@@ -83,26 +78,4 @@ function request()
     ["Authorization"] = d.auth,
     ["Content-Type"] = "application/json",
   }, body)
-end
-
-function response(status, headers, body)
-  if status < 200 or status > 299 then
-    non_2xx = non_2xx + 1
-  end
-end
-
-function done(summary, latency, requests)
-  local bad = 0
-  for _, thread in ipairs(threads) do
-    bad = bad + (thread:get("non_2xx") or 0)
-  end
-  local e = summary.errors
-  io.write(string.format(
-    'WRKJSON {"requests":%d,"duration_us":%d,"non_2xx":%d,"socket_errors":%d,'
-      .. '"timeouts":%d,"p50_us":%d,"p90_us":%d,"p99_us":%d,"p999_us":%d,"max_us":%d,'
-      .. '"mean_us":%.1f}\n',
-    summary.requests, summary.duration, bad, e.connect + e.read + e.write, e.timeout,
-    latency:percentile(50), latency:percentile(90), latency:percentile(99),
-    latency:percentile(99.9), latency.max, latency.mean
-  ))
 end

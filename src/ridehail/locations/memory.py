@@ -32,20 +32,18 @@ call runs to completion without interleaving and no lock is needed.
 from __future__ import annotations
 
 import math
-import struct
 import time
 from array import array
 from bisect import bisect_left, bisect_right, insort
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from functools import lru_cache
 from typing import Final, cast
 
 from ridehail.kernel.geo import EARTH_RADIUS_M, METERS_PER_DEGREE_LAT, haversine_m
+from ridehail.locations import records
 from ridehail.locations.ports import JUMP_SLACK_M, LocationFix, NearbyDriver, Recorded
-
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
-_ONE_US: Final = timedelta(microseconds=1)
+from ridehail.locations.records import from_us, nan_if_none, none_if_nan, to_us
 
 #: An abandoned trace (the trip never ended) is dropped this long after it began, as Redis
 #: expires its trace list (``redis_store.TRACE_TTL_S``).
@@ -55,7 +53,7 @@ TRACE_TTL_S: Final = 6 * 3600
 MAX_TRACE_POINTS: Final = TRACE_TTL_S
 #: A trace point: recorded_at (epoch µs), latitude, longitude, heading, speed, accuracy; NaN
 #: stands for None (LocationFix refuses NaN, so it is free to mean "absent").
-_POINT: Final = struct.Struct("<qddddd")
+_POINT: Final = records.RECORD
 
 #: Relative and absolute margins by which the scanned box is made larger than the distance
 #: it must cover, so that float rounding can never leave a qualifying driver outside.
@@ -71,23 +69,6 @@ _SWEEP_PER_NEW_DRIVER: Final = 2
 _AHEAD_OF_CLOCK_US: Final = 60_000_000
 
 Hit = tuple[float, str, int]  # distance, driver id, slot
-
-
-def _epoch_us(moment: datetime) -> int:
-    """Exact microseconds since the epoch; an int compares faster and packs smaller."""
-    return (moment - _EPOCH) // _ONE_US
-
-
-def _from_epoch_us(value: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=value)
-
-
-def _optional(value: float | None) -> float:
-    return math.nan if value is None else value
-
-
-def _present(value: float) -> float | None:
-    return None if math.isnan(value) else value
 
 
 @lru_cache(maxsize=8)
@@ -405,7 +386,7 @@ class InMemoryLocationStore:
 
     async def trace_only(self, fix: LocationFix) -> None:
         if self._traces:
-            self._append_to_trace(fix, _epoch_us(fix.recorded_at))
+            self._append_to_trace(fix, to_us(fix.recorded_at))
 
     async def current(self, driver_id: str) -> LocationFix | None:
         slot = self._live_slot(driver_id)
@@ -415,10 +396,10 @@ class InMemoryLocationStore:
             driver_id=driver_id,
             latitude=self._lat[slot],
             longitude=self._lon[slot],
-            recorded_at=_from_epoch_us(self._at[slot]),
-            heading=_present(self._heading[slot]),
-            speed_mps=_present(self._speed[slot]),
-            accuracy_m=_present(self._accuracy[slot]),
+            recorded_at=from_us(self._at[slot]),
+            heading=none_if_nan(self._heading[slot]),
+            speed_mps=none_if_nan(self._speed[slot]),
+            accuracy_m=none_if_nan(self._accuracy[slot]),
         )
 
     async def nearest(
@@ -435,7 +416,7 @@ class InMemoryLocationStore:
         if not (-90.0 <= latitude <= 90.0 and -180.0 <= longitude <= 180.0):
             raise ValueError(f"query point out of range: {latitude!r}, {longitude!r}")
         radius = min(radius_m, self._max_radius_m, _HALF_CIRCUMFERENCE_M)
-        since_us = max(_epoch_us(fresh_since), self._horizon_us)
+        since_us = max(to_us(fresh_since), self._horizon_us)
         hits = self._search(latitude, longitude, radius, limit, since_us)
         lat, lon, at = self._lat, self._lon, self._at
         return [
@@ -444,7 +425,7 @@ class InMemoryLocationStore:
                 latitude=lat[slot],
                 longitude=lon[slot],
                 distance_m=distance,
-                recorded_at=_from_epoch_us(at[slot]),
+                recorded_at=from_us(at[slot]),
             )
             for distance, driver_id, slot in hits
         ]
@@ -469,26 +450,7 @@ class InMemoryLocationStore:
         trace = self._traces.pop(driver_id, None)
         if trace is None or trace.expires_at <= self._clock():
             return []
-        seen: set[tuple[int, float, float]] = set()
-        points: list[tuple[int, float, float, float, float, float]] = []
-        for point in _POINT.iter_unpack(trace.points):
-            key = point[:3]
-            if key not in seen:  # the first of exact duplicates wins
-                seen.add(key)
-                points.append(point)
-        points.sort(key=lambda point: point[0])  # stable: arrival order among equal times
-        return [
-            LocationFix(
-                driver_id=driver_id,
-                latitude=lat,
-                longitude=lon,
-                recorded_at=_from_epoch_us(us),
-                heading=_present(heading),
-                speed_mps=_present(speed),
-                accuracy_m=_present(accuracy),
-            )
-            for us, lat, lon, heading, speed, accuracy in points
-        ]
+        return records.trace_points(driver_id, bytes(trace.points))
 
     async def ping(self) -> None:
         """Always reachable: the data lives in this process."""
@@ -576,7 +538,7 @@ class InMemoryLocationStore:
     # ------------------------------------------------------------------ writes
 
     def _record(self, fix: LocationFix) -> Recorded:
-        recorded_us = _epoch_us(fix.recorded_at)
+        recorded_us = to_us(fix.recorded_at)
         if self._traces:
             self._append_to_trace(fix, recorded_us)
         members = self._where.get(fix.driver_id)
@@ -647,9 +609,9 @@ class InMemoryLocationStore:
             recorded_us,
             fix.latitude,
             fix.longitude,
-            _optional(fix.heading),
-            _optional(fix.speed_mps),
-            _optional(fix.accuracy_m),
+            nan_if_none(fix.heading),
+            nan_if_none(fix.speed_mps),
+            nan_if_none(fix.accuracy_m),
         )
 
     # ------------------------------------------------------------------ search

@@ -67,7 +67,7 @@ from redis.crc import key_slot
 from redis.exceptions import NoScriptError
 
 from ridehail.kernel.geo import haversine_m
-from ridehail.locations import redis_lua
+from ridehail.locations import records, redis_lua
 from ridehail.locations.ports import (
     JUMP_SLACK_M,
     LocationFix,
@@ -76,6 +76,7 @@ from ridehail.locations.ports import (
     position_channel,
     position_message,
 )
+from ridehail.locations.records import from_us, to_us
 
 #: Redis GEO refuses latitudes beyond this (the Web Mercator limit).
 GEO_MAX_LATITUDE: Final = 85.05112878
@@ -113,7 +114,7 @@ MAX_SEARCH_REGIONS: Final = 2_000
 _ANTIMERIDIAN_EAST: Final = 179.9999999
 
 #: µs, latitude, longitude, heading, speed, accuracy (NaN = missing); Lua's '<i8ddddd'.
-_RECORD: Final = struct.Struct("<qddddd")
+_RECORD: Final = records.RECORD
 _CORE: Final = struct.Struct("<qdd")
 #: A state is the record, the trace flag, then the region (see redis_lua).
 _STATE_REGION: Final = _RECORD.size + 1
@@ -173,49 +174,6 @@ def geo_score(latitude: float, longitude: float) -> int:
     lat_bits = spread[y & 1023] | spread[(y >> 10) & 1023] << 20 | spread[y >> 20] << 40
     lon_bits = spread[x & 1023] | spread[(x >> 10) & 1023] << 20 | spread[x >> 20] << 40
     return lat_bits | lon_bits << 1
-
-
-def to_us(moment: datetime) -> int:
-    """Epoch microseconds: exact, and what both scripts and records compare."""
-    return (moment - _EPOCH) // _ONE_US
-
-
-def from_us(micros: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=micros)
-
-
-def _optional(value: float) -> float | None:
-    return None if math.isnan(value) else value
-
-
-def _nan_if_none(value: float | None) -> float:
-    return _NAN if value is None else value
-
-
-def encode_record(fix: LocationFix) -> bytes:
-    """The 48-byte record of a fix (state and trace). Floats are stored as they are, so
-    coordinates read back bit for bit."""
-    return _RECORD.pack(
-        to_us(fix.recorded_at),
-        fix.latitude,
-        fix.longitude,
-        _nan_if_none(fix.heading),
-        _nan_if_none(fix.speed_mps),
-        _nan_if_none(fix.accuracy_m),
-    )
-
-
-def decode_record(driver_id: str, record: bytes) -> LocationFix:
-    micros, lat, lon, heading, speed, accuracy = _RECORD.unpack_from(record)
-    return LocationFix(
-        driver_id=driver_id,
-        latitude=lat,
-        longitude=lon,
-        recorded_at=from_us(micros),
-        heading=_optional(heading),
-        speed_mps=_optional(speed),
-        accuracy_m=_optional(accuracy),
-    )
 
 
 def position_json(fix: LocationFix, lat_text: str, lon_text: str) -> str:
@@ -359,7 +317,7 @@ class RedisLocationStore:
         return outcomes
 
     async def trace_only(self, fix: LocationFix) -> None:
-        await self._trace_append(keys=[self.trace_key(fix.driver_id)], args=[encode_record(fix)])
+        await self._trace_append(keys=[self.trace_key(fix.driver_id)], args=[records.encode(fix)])
 
     async def forget(self, driver_id: str) -> None:
         if not self._cluster:
@@ -380,13 +338,13 @@ class RedisLocationStore:
     async def end_trace(self, driver_id: str) -> list[LocationFix]:
         keys = [self.state_key(driver_id), self.trace_key(driver_id)]
         raw = await self._eval_raw(self._end_trace, keys)
-        return [] if not raw else _trace_points(driver_id, _bytes(raw))
+        return [] if not raw else records.trace_points(driver_id, _bytes(raw))
 
     # --- reads ------------------------------------------------------------------------
 
     async def current(self, driver_id: str) -> LocationFix | None:
         raw = await self._client.execute_command("GET", self.state_key(driver_id), **_RAW)
-        return None if raw is None else decode_record(driver_id, _bytes(raw))
+        return None if raw is None else records.decode(driver_id, _bytes(raw))
 
     async def nearest(
         self,
@@ -534,7 +492,7 @@ class RedisLocationStore:
                 repr(fix.latitude),
                 repr(fix.longitude),
                 region,
-                encode_record(fix),
+                records.encode(fix),
                 self._max_speed,
                 repr(JUMP_SLACK_M),
                 self._state_ttl_ms,
@@ -740,23 +698,3 @@ class RedisLocationStore:
                 )
         hits.sort(key=lambda hit: (hit.distance_m, hit.driver_id))
         return hits
-
-
-def _trace_points(driver_id: str, raw: bytes) -> list[LocationFix]:
-    """Points sorted by time, exact duplicates (same time and place) dropped.
-
-    Deduplication happens here rather than on ingest so that ingest never reads the trace.
-    A torn tail (never written by the scripts) is ignored rather than failing the trip.
-    """
-    size = _RECORD.size
-    seen: set[bytes] = set()
-    points: list[LocationFix] = []
-    for start in range(0, len(raw) - size + 1, size):
-        record = raw[start : start + size]
-        identity = record[: _CORE.size]
-        if identity in seen:
-            continue
-        seen.add(identity)
-        points.append(decode_record(driver_id, record))
-    points.sort(key=lambda point: point.recorded_at)
-    return points
