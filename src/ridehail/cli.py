@@ -47,6 +47,8 @@ def serve(
     import os
 
     os.environ["RIDEHAIL_SERVE_ROLE"] = role
+    if workers > 1:
+        _share_metrics_between_workers(settings)
     console.print(f"[bold]ridehail[/] serving on http://{host}:{port} (docs: /docs)")
     uvicorn.run(
         "ridehail.asgi:app",
@@ -61,6 +63,21 @@ def serve(
         proxy_headers=False,
         lifespan="on",
     )
+
+
+def _share_metrics_between_workers(settings: Settings) -> None:
+    """Give the worker processes a fresh directory for their Prometheus samples (see
+    ``ops.metrics``); they inherit the variable. An operator's own directory is kept, only
+    the sample files of an earlier run are removed from it."""
+    import os
+    from pathlib import Path
+
+    chosen = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    directory = Path(chosen) if chosen else Path(settings.var_dir) / "prometheus"
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("*.db"):
+        stale.unlink()
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory.resolve())
 
 
 @app.command()

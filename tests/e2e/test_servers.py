@@ -283,3 +283,30 @@ async def test_rider_on_one_api_process_sees_driver_on_another(
                 if (position["latitude"], position["longitude"]) == moved:
                     break
         await ws.close()
+
+
+def test_metrics_of_several_workers_add_up(
+    processes: Processes, pg_db: str, redis_url: str, redis_prefix: str, tmp_path: Path
+) -> None:
+    """`serve --workers 2`: requests spread over both workers, and /metrics - whichever
+    worker answers it - counts all of them."""
+    env = server_env(
+        {
+            "RIDEHAIL_DATABASE_URL": pg_db,
+            "RIDEHAIL_REDIS_URL": redis_url,
+            "RIDEHAIL_REDIS_KEY_PREFIX": redis_prefix,
+        }
+    )
+    port = free_port()
+    processes.start(["serve", "--role", "api", "--workers", "2", "--port", str(port)], env, "api")
+    url = f"http://127.0.0.1:{port}"
+    processes.wait_ready(url)
+    sent = 60
+    for _ in range(sent):  # a new connection each time, so both workers take some
+        assert httpx.get(f"{url}/healthz", timeout=5).status_code == 200
+    sample = 'ridehail_http_requests_total{method="GET",route="/healthz",status="200"}'
+    for _ in range(5):  # several scrapes, answered by either worker
+        lines = httpx.get(f"{url}/metrics", timeout=5).text.splitlines()
+        counts = [float(line.rsplit(" ", 1)[1]) for line in lines if line.startswith(sample)]
+        assert counts == [sent]
+    assert len(list((tmp_path / "var" / "prometheus").glob("counter_*.db"))) == 2
