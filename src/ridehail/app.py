@@ -76,12 +76,18 @@ def create_app(
             app.state.runtime = container.runtime
             app.state.tokens = container.tokens
             app.state.passwords = container.passwords
+            if isinstance(app, RidehailAPI) and app.location_ingest is not None:
+                app.location_ingest.runtime = container.runtime
             # Everything built so far (modules, routes, validators) lives as long as the
             # process: park it outside the collector, so that collections triggered by
             # the allocations of each request stop re-scanning it (measured in bench/).
             gc.collect()
             gc.freeze()
-            yield
+            try:
+                yield
+            finally:
+                if isinstance(app, RidehailAPI) and app.location_ingest is not None:
+                    app.location_ingest.runtime = None
 
     app = RidehailAPI(
         title="ridehail",

@@ -70,6 +70,9 @@ class LocationIngest:
     def __init__(self, *, metrics: HttpMetrics, max_body_bytes: int) -> None:
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
+        #: Set by the application's lifespan once the adapters are running; until then
+        #: (and after) every request goes to the route, which answers as it would.
+        self.runtime: Runtime | None = None
 
     async def serve(
         self, scope: Scope, receive: Receive, send: Send, driver_id: str, fallback: ASGIApp
@@ -89,11 +92,15 @@ class LocationIngest:
             await fallback(scope, receive, send)
             return
         body, complete = await _read_body(receive, self.max_body_bytes)
-        accepted = _accept(scope, driver_id, authorization, body) if complete else None
-        if accepted is None:
+        runtime = self.runtime
+        location = (
+            _accept(runtime, driver_id, authorization, body)
+            if complete and runtime is not None
+            else None
+        )
+        if runtime is None or location is None:
             await fallback(scope, _replay(body, complete, receive), send)
             return
-        runtime, location = accepted
         now = utcnow()
         try:
             status = await _ingest(scope, send, runtime, location.to_fix(driver_id, now=now), now)
@@ -107,13 +114,12 @@ class LocationIngest:
 
 
 def _accept(
-    scope: Scope, driver_id: str, authorization: bytes, body: bytes
-) -> tuple[Runtime, LocationIn] | None:
-    """The runtime and the report if the route would accept them; None to let it answer."""
+    runtime: Runtime, driver_id: str, authorization: bytes, body: bytes
+) -> LocationIn | None:
+    """The report if the route would accept the request; None to let the route answer."""
     scheme, _, token = authorization.decode("latin-1").partition(" ")
     if scheme.lower() != "bearer" or not token:
         return None
-    runtime: Runtime = scope["app"].state.runtime
     try:
         principal = runtime.verify_token(token.strip())
     except AuthenticationFailed:
@@ -121,7 +127,7 @@ def _accept(
     if principal.role is not Role.DRIVER or principal.subject_id != driver_id:
         return None
     try:
-        return runtime, LocationIn.model_validate_json(body)
+        return LocationIn.model_validate_json(body)
     except ValidationError:
         return None
 

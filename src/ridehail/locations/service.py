@@ -39,7 +39,8 @@ def _imprecise(fix: LocationFix, max_accuracy_m: float | None) -> bool:
 
 
 def _refuse_future(fixes: Sequence[LocationFix], now: datetime) -> None:
-    if any(f.recorded_at > now + MAX_CLOCK_SKEW for f in fixes):
+    latest = now + MAX_CLOCK_SKEW
+    if any(f.recorded_at > latest for f in fixes):
         raise InvalidRequest("recorded_at is in the future")
 
 
@@ -58,7 +59,8 @@ async def ingest(
     joins the trip trace; the store keeps older fixes and implausible jumps out of the
     live position (see :class:`Recorded`)."""
     now = now or utcnow()
-    _refuse_future([fix], now)
+    if fix.recorded_at > now + MAX_CLOCK_SKEW:
+        raise InvalidRequest("recorded_at is in the future")
     if _imprecise(fix, max_accuracy_m):
         await store.trace_only(fix)
         outcome = Recorded.IMPRECISE
