@@ -75,6 +75,9 @@ class Processes:
 
 @pytest.fixture
 def processes(tmp_path: Path) -> Iterator[Processes]:
+    """Request it after the database and Redis prefix fixtures: fixtures are torn down in
+    reverse order, so the processes stop before their keys and database are removed (a
+    worker still running would write its streams again under a cleaned prefix)."""
     procs = Processes(tmp_path)
     yield procs
     procs.stop_all()

@@ -169,7 +169,7 @@ def start_production(
 
 
 def test_production_profile_api_and_dispatch_worker_processes(
-    processes: Processes, pg_db: str, redis_url: str, redis_prefix: str
+    pg_db: str, redis_url: str, redis_prefix: str, processes: Processes
 ) -> None:
     urls = start_production(
         processes, database_url=pg_db, redis_url=redis_url, key_prefix=redis_prefix, apis=2
@@ -179,7 +179,7 @@ def test_production_profile_api_and_dispatch_worker_processes(
 
 
 async def test_rider_on_one_api_process_sees_driver_on_another(
-    processes: Processes, pg_db: str, redis_url: str, redis_prefix: str
+    pg_db: str, redis_url: str, redis_prefix: str, processes: Processes
 ) -> None:
     """Live tracking across processes: Redis pub/sub carries status and positions."""
     import asyncio
@@ -286,7 +286,7 @@ async def test_rider_on_one_api_process_sees_driver_on_another(
 
 
 def test_metrics_of_several_workers_add_up(
-    processes: Processes, pg_db: str, redis_url: str, redis_prefix: str, tmp_path: Path
+    pg_db: str, redis_url: str, redis_prefix: str, processes: Processes, tmp_path: Path
 ) -> None:
     """`serve --workers 2`: requests spread over both workers, and /metrics - whichever
     worker answers it - counts all of them."""
