@@ -51,11 +51,12 @@ class Tokens:
     """Issues and verifies access tokens. The algorithm is fixed here, never read from a token.
 
     A driver's app presents the same token with every location report, every few seconds,
-    and an HMAC check plus claim parsing costs about 35 µs: a third of what the whole ingest
-    request may cost. So a token that passed the full check is remembered with its validity
-    window, and a later presentation of the very same string is accepted from memory while
-    that window lasts (and refused from memory once it has passed). The key never changes
-    while the process runs, so nothing the full check would decide differently is skipped.
+    and an HMAC check plus claim parsing costs about 35 µs (timeit), half of the server CPU
+    a whole ingest request takes under load (docs/benchmarks.md). So a token that passed
+    the full check is remembered with its validity window, and a later presentation of the
+    very same string is accepted from memory while that window lasts (and refused from
+    memory once it has passed). The key never changes while the process runs, so nothing
+    the full check would decide differently is skipped.
     """
 
     def __init__(

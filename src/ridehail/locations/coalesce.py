@@ -5,7 +5,7 @@ client's per-command overhead and the round trip, not the work in Redis. Under l
 reports are in flight in the same process at once: :class:`CoalescingStore` lets every
 ``record`` that arrives while the event loop is busy join one ``record_many`` call, issued
 at the next turn of the loop. Alone, a report is written at once (a batch of one, no timer,
-no added latency); at 10,000 reports a second, tens share one round trip.
+no added latency); under load, as many share one round trip as arrived during the last.
 
 ``record_many`` is defined as the same as ``record`` for each fix in order, so batching
 changes no outcome: each caller gets the outcome of its own fix, and an error in the batch

@@ -20,8 +20,8 @@ The trace flag saves the common write an EXISTS on the trace key: only a driver 
 A state's TTL is set when the key is created and renewed whenever a new live fix is in
 another half-TTL step of fix time than the one it replaces, so a driver who keeps reporting
 never expires and one who stops does between half a TTL and a TTL later. Rewrites in
-between keep the TTL (SET ... KEEPTTL): SET with PX costs about 40 % more, as Redis
-rewrites it for propagation.
+between keep the TTL (SET ... KEEPTTL): a SET with PX is also rewritten by Redis for
+propagation, work a rewrite that keeps the TTL does not cause.
 
 On one Redis, a member's ``seen`` time is renewed only when its driver enters the region
 or a fix enters a new step of fix time (half the stale window), not on every fix: the time
