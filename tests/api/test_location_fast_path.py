@@ -88,6 +88,34 @@ async def test_a_good_report_is_stored_and_answered_204(
     assert (stored.latitude, stored.longitude, stored.heading) == (*HELSINKI, 90.0)
 
 
+async def test_the_fast_path_serves_good_reports_and_hands_over_the_rest(
+    pair: tuple[Pair, User, User, User], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The comparisons above would pass if the fast path never engaged; this one would not."""
+    apps, driver, other, _rider = pair
+    ingest = apps.fast.app.location_ingest
+    assert ingest is not None
+    handed_over: list[str] = []
+    serve = ingest.serve
+
+    async def spy(scope: Any, receive: Any, send: Any, driver_id: str, fallback: Any) -> None:
+        async def counted(scope: Any, receive: Any, send: Any) -> None:
+            handed_over.append(scope["path"])
+            await fallback(scope, receive, send)
+
+        await serve(scope, receive, send, driver_id, counted)
+
+    monkeypatch.setattr(ingest, "serve", spy)
+    path = f"/api/v1/drivers/{driver.id}/location"
+    good = await apps.fast.http.put(path, content=body(), headers=bearer(driver))
+    assert good.status_code == 204
+    assert handed_over == []
+    bad = await apps.fast.http.put(path, content=body(latitude=91), headers=bearer(driver))
+    not_mine = await apps.fast.http.put(path, content=body(), headers=bearer(other))
+    assert (bad.status_code, not_mine.status_code) == (422, 403)
+    assert handed_over == [path, path]
+
+
 def _future() -> str:
     return (datetime.now(UTC) + timedelta(hours=1)).isoformat()
 
