@@ -205,21 +205,13 @@ def serve_like_ridehail(app: str, description: str, default_port: int) -> None:
 
     import uvicorn
 
+    from ridehail.cli import UVICORN_OPTIONS
+
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=default_port)
     args = parser.parse_args()
-    uvicorn.run(
-        app,
-        host=args.host,
-        port=args.port,
-        workers=1,
-        log_level="warning",
-        access_log=False,
-        ws_max_size=65_536,
-        proxy_headers=False,
-        lifespan="on",
-    )
+    uvicorn.run(app, host=args.host, port=args.port, workers=1, **UVICORN_OPTIONS)
 
 
 def need(tool: str) -> str:

@@ -95,12 +95,16 @@ async def in_memory(
         short += len(hits) < LIMIT
         if n % 1000 == 0:
             deadline.check()
-    wall = (clock() - start) / 1e9
-    times.sort()
+    return latency_summary(times, (clock() - start) / 1e9, short)
+
+
+def latency_summary(times_ns: list[int], wall_s: float, short: int) -> dict[str, Any]:
+    """Queries per second over the wall time, and the p50/p99 of the per-query times."""
+    times_ns.sort()
     return {
-        "qps": len(points) / wall,
-        "p50_us": common.percentile(times, 50) / 1000,
-        "p99_us": common.percentile(times, 99) / 1000,
+        "qps": len(times_ns) / wall_s,
+        "p50_us": common.percentile(times_ns, 50) / 1000,
+        "p99_us": common.percentile(times_ns, 99) / 1000,
         "short_answers": short,
     }
 
@@ -127,14 +131,7 @@ async def concurrent(
 
     start = clock()
     await asyncio.gather(*(worker() for _ in range(TASKS)))
-    wall = (clock() - start) / 1e9
-    times.sort()
-    return {
-        "qps": len(points) / wall,
-        "p50_us": common.percentile(times, 50) / 1000,
-        "p99_us": common.percentile(times, 99) / 1000,
-        "short_answers": short,
-    }
+    return latency_summary(times, (clock() - start) / 1e9, short)
 
 
 def redis_benchmark(key: str, lat: float, lon: float) -> dict[str, Any]:

@@ -62,6 +62,13 @@ def ms(s: dict[str, Any]) -> dict[str, Any]:
     return {k: [v / 1000 for v in s[k]] if k == "runs" else s[k] / 1000 for k in s}
 
 
+def ratio_cell(key: str, row: dict[str, Any], baseline: str) -> str:
+    """A row's ratio to ``baseline`` (whose own row says so); a dash for rows without one."""
+    if f"ratio_to_{baseline}" in row:
+        return cell(row[f"ratio_to_{baseline}"], 3)
+    return "1 (baseline)" if key == baseline else "—"
+
+
 def table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
@@ -201,11 +208,7 @@ def section_nearest(p: dict[str, Any]) -> str:
     city = p["city"]
     rows = []
     for key, v in r.items():
-        ratio = (
-            cell(v["ratio_to_raw_geosearch_python"], 3)
-            if "ratio_to_raw_geosearch_python" in v
-            else ("1 (baseline)" if key == "raw_geosearch_python" else "—")
-        )
+        ratio = ratio_cell(key, v, "raw_geosearch_python")
         short = v.get("answers_with_fewer_than_10")
         rows.append(
             [
@@ -271,11 +274,7 @@ def section_ingest_store(p: dict[str, Any]) -> str:
     c = p["checks"]
     rows = []
     for key, v in r.items():
-        ratio = (
-            cell(v["ratio_to_raw_geoadd"], 3)
-            if "ratio_to_raw_geoadd" in v
-            else ("1 (baseline)" if key == "raw_geoadd" else "—")
-        )
+        ratio = ratio_cell(key, v, "raw_geoadd")
         rows.append([v["label"], cell(v["writes_per_s"]), ratio])
     pg = s["postgres"]
     return f"""## 3. Ingest trade-off: one PostgreSQL row per driver vs Redis

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import getpass
 import signal
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -19,6 +20,17 @@ users_app = typer.Typer(help="Operations staff accounts.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(users_app, name="users")
 console = Console(stderr=True)
+
+#: How `serve` runs uvicorn (the benchmarks' reference servers run with the same).
+UVICORN_OPTIONS: dict[str, Any] = {
+    "log_level": "warning",
+    # ridehail writes its own access log (structured, by route template); uvicorn's would
+    # format the client address and path of every request even when filtered.
+    "access_log": False,
+    "ws_max_size": 65_536,
+    "proxy_headers": False,
+    "lifespan": "on",
+}
 
 
 @app.command()
@@ -50,19 +62,7 @@ def serve(
     if workers > 1:
         _share_metrics_between_workers(settings)
     console.print(f"[bold]ridehail[/] serving on http://{host}:{port} (docs: /docs)")
-    uvicorn.run(
-        "ridehail.asgi:app",
-        host=host,
-        port=port,
-        workers=workers,
-        log_level="warning",
-        # ridehail writes its own access log (structured, by route template); uvicorn's
-        # would format the client address and path of every request even when filtered.
-        access_log=False,
-        ws_max_size=65_536,
-        proxy_headers=False,
-        lifespan="on",
-    )
+    uvicorn.run("ridehail.asgi:app", host=host, port=port, workers=workers, **UVICORN_OPTIONS)
 
 
 def _share_metrics_between_workers(settings: Settings) -> None:
