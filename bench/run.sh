@@ -23,6 +23,7 @@ echo "machine: $(nproc) cores, $(uname -m), $($PY -V), load $(cut -d' ' -f1-3 /p
 "$PY" -m bench.ingest_http
 "$PY" -m bench.ingest_stream
 "$PY" -m bench.nearest
+"$PY" -m bench.dispatch_solver
 "$PY" -m bench.ingest_store
 "$PY" -m bench.memory
 "$PY" -m bench.soak

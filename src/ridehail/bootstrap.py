@@ -7,6 +7,7 @@ import contextlib
 from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass, field
 from typing import Protocol
+from zoneinfo import ZoneInfo
 
 import redis.asyncio as aioredis
 import structlog
@@ -15,7 +16,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ridehail.accounts import Passwords, Tokens
 from ridehail.db import Database
 from ridehail.db.outbox import wrote_events
-from ridehail.dispatch import Dispatcher, DispatchPolicy, subscribe_dispatch
+from ridehail.dispatch import (
+    Dispatcher,
+    DispatchPolicy,
+    StraightLineEta,
+    Strategy,
+    subscribe_dispatch,
+)
 from ridehail.locations.ports import DriverLocationStore
 from ridehail.messaging import (
     EventBus,
@@ -56,8 +63,19 @@ class Container:
 
 def dispatch_policy(settings: Settings) -> DispatchPolicy:
     return DispatchPolicy(
+        strategy=Strategy(settings.dispatch_strategy),
+        first_radius_m=min(settings.dispatch_first_radius_m, settings.dispatch_radius_m),
+        radius_step_m=settings.dispatch_radius_step_m,
         radius_m=settings.dispatch_radius_m,
         candidates=settings.dispatch_candidates,
+        max_candidates=max(160, settings.dispatch_candidates),
+        broadcast_k=settings.dispatch_broadcast_k,
+        batch_window_s=settings.dispatch_batch_window_s,
+        batch_k=settings.dispatch_batch_k,
+        batch_max_rides=settings.dispatch_batch_max_rides,
+        acceptance_weight_s=settings.dispatch_acceptance_weight_s,
+        idle_weight=settings.dispatch_idle_weight,
+        idle_cap_s=settings.dispatch_idle_cap_s,
         offer_ttl_s=settings.dispatch_offer_ttl_s,
         search_timeout_s=settings.dispatch_search_timeout_s,
         retry_interval_s=settings.dispatch_retry_interval_s,
@@ -144,6 +162,10 @@ def build(settings: Settings, *, roles: Collection[str] = ALL_ROLES) -> Containe
             db=db,
             store=store,
             policy=dispatch_policy(settings),
+            eta=StraightLineEta(
+                detour_factor=settings.dispatch_detour_factor,
+                timezone=ZoneInfo(settings.city_timezone),
+            ),
             tick_s=settings.dispatch_tick_s,
             pubsub=pubsub,
         )

@@ -9,8 +9,9 @@ import secrets
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///var/ridehail.db"
@@ -60,8 +61,27 @@ class Settings(BaseSettings):
     nearby_coarse_cell_m: float = Field(default=100.0, gt=0)
 
     dispatch_enabled: bool = True
+    #: sequential (one driver at a time), broadcast (the best k at once, first accept wins)
+    #: or batch (requests gathered for a window, then matched together optimally).
+    dispatch_strategy: Literal["sequential", "broadcast", "batch"] = "sequential"
+    #: Search rings: first radius, growing by the step, up to dispatch_radius_m.
+    dispatch_first_radius_m: float = Field(default=1_000.0, gt=0)
+    dispatch_radius_step_m: float = Field(default=1_000.0, gt=0)
     dispatch_radius_m: float = Field(default=5_000.0, gt=0)
     dispatch_candidates: int = Field(default=20, gt=0)
+    dispatch_broadcast_k: int = Field(default=3, gt=0, le=50)
+    dispatch_batch_window_s: float = Field(default=2.0, gt=0)
+    dispatch_batch_k: int = Field(default=10, gt=0, le=100)
+    dispatch_batch_max_rides: int = Field(default=1_000, gt=0)
+    #: Ranking: seconds of pickup time a never-accepting driver is penalised by, and the
+    #: seconds of pickup time one idle second is worth (idle capped at idle_cap_s).
+    dispatch_acceptance_weight_s: float = Field(default=60.0, ge=0)
+    dispatch_idle_weight: float = Field(default=0.05, ge=0)
+    dispatch_idle_cap_s: float = Field(default=1_800.0, ge=0)
+    #: The default pickup-time estimate: straight line x detour factor / hourly speed in the
+    #: city's time zone (an IANA name).
+    dispatch_detour_factor: float = Field(default=1.3, ge=1.0)
+    city_timezone: str = "UTC"
     dispatch_offer_ttl_s: float = Field(default=15.0, gt=0)
     dispatch_search_timeout_s: float = Field(default=120.0, gt=0)
     dispatch_retry_interval_s: float = Field(default=2.0, gt=0)
@@ -76,6 +96,17 @@ class Settings(BaseSettings):
     fare_booking_fee: str = "1.00"
     fare_detour_factor: float = Field(default=1.3, ge=1.0)
     fare_assumed_speed_kmh: float = Field(default=25.0, gt=0)
+
+    @field_validator("city_timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(
+                f"unknown time zone {value!r} (an IANA name like Europe/Helsinki)"
+            ) from exc
+        return value
 
     @property
     def is_sqlite(self) -> bool:

@@ -49,14 +49,22 @@ class Api:
         assert resp.status_code == 201, resp.text
         return User(resp.json()["rider_id"], await self.token(email, "s3cret-pass"), email)
 
-    async def driver(self, name: str = "Dana Driver", *, plate: str = "ABC-123") -> User:
+    async def driver(
+        self, name: str = "Dana Driver", *, plate: str = "ABC-123", seats: int = 4
+    ) -> User:
         email = f"driver{next(_counter)}-{uuid.uuid4().hex[:6]}@example.com"
         body = {
             "name": name,
             "email": email,
             "password": "s3cret-pass",
             "license_number": "D1234567",
-            "vehicle": {"make": "Toyota", "model": "Prius", "plate": plate, "color": "white"},
+            "vehicle": {
+                "make": "Toyota",
+                "model": "Prius",
+                "plate": plate,
+                "color": "white",
+                "seats": seats,
+            },
         }
         resp = await self.http.post("/api/v1/drivers", json=body)
         assert resp.status_code == 201, resp.text
@@ -94,7 +102,7 @@ class Api:
         assert resp.status_code == 204, resp.text
 
     async def request_ride(
-        self, rider: User, start: tuple[float, float], end: tuple[float, float]
+        self, rider: User, start: tuple[float, float], end: tuple[float, float], **extra: Any
     ) -> dict[str, Any]:
         resp = await self.http.post(
             "/api/v1/rides",
@@ -103,6 +111,7 @@ class Api:
                 "start_longitude": start[1],
                 "end_latitude": end[0],
                 "end_longitude": end[1],
+                **extra,
             },
             headers=rider.headers,
         )

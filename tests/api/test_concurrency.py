@@ -17,15 +17,17 @@ from tests.api.client import HELSINKI, Api, User
 DROPOFF = offset(*HELSINKI, north_m=2000, east_m=500)
 
 
-async def _offer(api: Api, ride_id: str, driver: User) -> None:
-    """Hand ``driver`` an open offer as a broadcasting dispatcher would."""
+async def _offer(api: Api, ride_id: str, driver: User) -> bool:
+    """Hand ``driver`` an open offer as a broadcasting dispatcher would; False if the
+    database refused it."""
     runtime = api.app.state.runtime
     async with runtime.db.transaction() as session:
         ride = await session.get(Ride, ride_id)
         assert ride is not None
-        await dispatch_service.make_offer(
+        offer = await dispatch_service.offer_ride(
             session, ride=ride, driver_id=driver.id, distance_m=100.0, now=utcnow(), ttl_s=60
         )
+    return offer is not None
 
 
 async def _codes(calls: list[Any]) -> Counter[int]:
@@ -56,16 +58,29 @@ async def test_one_driver_fifty_concurrent_accepts(make_api) -> None:  # type: i
         assert codes == Counter({200: 1, 409: 49}), codes
 
 
+async def test_a_driver_never_holds_two_open_offers(make_api) -> None:  # type: ignore[no-untyped-def]
+    """Whichever dispatcher makes them: the database refuses a second open offer, also when
+    fifty are made at once."""
+    async with make_api(dispatch_enabled=False) as api:
+        driver = await api.driver()
+        rides = [await api.request_ride(await api.rider(), HELSINKI, DROPOFF) for _ in range(50)]
+        made = await asyncio.gather(*(_offer(api, r["ride_id"], driver) for r in rides))
+        assert sum(made) == 1
+        assert len(await api.offers(driver)) == 1
+
+
 async def test_one_driver_two_rides_at_most_one_succeeds(make_api) -> None:  # type: ignore[no-untyped-def]
     async with make_api(dispatch_enabled=False) as api:
         for _round in range(5):
             driver = await api.driver()
             riders = [await api.rider(), await api.rider()]
             rides = [await api.request_ride(r, HELSINKI, DROPOFF) for r in riders]
-            for ride in rides:
-                await _offer(api, ride["ride_id"], driver)
+            assert await _offer(api, rides[0]["ride_id"], driver)
+            # The second offer is refused while the first is open ...
+            assert not await _offer(api, rides[1]["ride_id"], driver)
+            # ... so a driver racing to accept both gets at most one.
             codes = await _codes([api.act(driver, r["ride_id"], "accept") for r in rides])
-            assert codes == Counter({200: 1, 409: 1}), codes
+            assert codes == Counter({200: 1, 404: 1}), codes  # no offer of the second: 404
             runtime = api.app.state.runtime
             async with runtime.db.read_only() as session:
                 active = await session.scalar(

@@ -9,8 +9,10 @@ from pathlib import Path
 import asyncpg
 import httpx
 import pytest
+from alembic.script import ScriptDirectory
 
 from ridehail.app import create_app
+from ridehail.db.migrate import alembic_config
 from tests import profiles
 from tests.e2e.conftest import RIDEHAIL, server_env
 
@@ -89,10 +91,13 @@ async def test_db_upgrade_creates_the_schema_on_postgresql(
             "rides_rides",
             "dispatch_offers",
             "dispatch_searches",
+            "dispatch_candidates",
+            "dispatch_driver_states",
             "outbox_events",
             "messaging_processed_events",
         } <= tables
-        assert version == "0001"
+        head = ScriptDirectory.from_config(alembic_config(url)).get_current_head()
+        assert version == head
     finally:
         conn = await asyncpg.connect(admin_dsn)
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

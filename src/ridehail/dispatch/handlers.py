@@ -5,16 +5,18 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
+from ridehail import rides
 from ridehail.contracts import DriverWentOffline, RideRequested, RideStatusChanged
 from ridehail.db import Database
 from ridehail.db.processed import first_time
-from ridehail.dispatch import service
-from ridehail.dispatch.service import DispatchPolicy
+from ridehail.dispatch import repository, service
+from ridehail.dispatch.policy import DispatchPolicy
 from ridehail.kernel.clock import utcnow
 from ridehail.messaging import EventBus, Message
 
 CONSUMER = "dispatch"
 TOPICS = (RideRequested.topic, RideStatusChanged.topic, DriverWentOffline.topic)
+_DRIVER_BUSY = frozenset({s.value for s in rides.DRIVER_ACTIVE})
 
 
 def make_handler(
@@ -31,6 +33,13 @@ def make_handler(
                 await service.open_search(session, ride_id=event.ride_id, now=now, policy=policy)
             elif message.topic == RideStatusChanged.topic:
                 changed = RideStatusChanged.from_payload(payload)
+                if (
+                    changed.driver_id is not None
+                    and changed.previous_status in _DRIVER_BUSY
+                    and changed.status not in _DRIVER_BUSY
+                ):
+                    # The driver's trip (or the pickup they gave back) is over: idle from now.
+                    await repository.record_trip_end(session, driver_id=changed.driver_id, at=now)
                 if changed.status == "searching":
                     await service.open_search(
                         session, ride_id=changed.ride_id, now=now, policy=policy

@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ridehail.dispatch.models import Offer, Search
+from ridehail.dispatch.models import Candidate, DriverState, Offer, Search
 
 PENDING = "pending"
+#: Answers that count towards a driver's acceptance rate (withdrawn offers do not).
+ANSWERED = ("accepted", "declined", "expired")
+
+
+def _is_postgresql(session: AsyncSession) -> bool:
+    return session.bind is not None and session.bind.dialect.name == "postgresql"
+
+
+def _insert(session: AsyncSession, table: Any) -> Any:
+    """INSERT with ON CONFLICT support, for the session's database."""
+    return (postgresql.insert if _is_postgresql(session) else sqlite.insert)(table)
 
 
 async def get_search(session: AsyncSession, ride_id: str) -> Search | None:
@@ -37,45 +50,127 @@ async def existing_searches(session: AsyncSession, ride_ids: Collection[str]) ->
     return set((await session.execute(stmt)).scalars())
 
 
-async def claim_due_search(session: AsyncSession, now: datetime) -> Search | None:
-    """The most overdue active search, locked for this transaction. SKIP LOCKED lets many
-    dispatchers share the table as a work queue (PostgreSQL); SQLite has one writer anyway."""
+async def claim_due_searches(session: AsyncSession, now: datetime, limit: int) -> list[Search]:
+    """Up to ``limit`` due active searches, most overdue first, locked for this transaction.
+    SKIP LOCKED lets many dispatchers share the table as a work queue (PostgreSQL); SQLite
+    has one writer anyway."""
     stmt = (
         select(Search)
         .where(Search.state == "active", Search.next_check_at <= now)
         .order_by(Search.next_check_at)
-        .limit(1)
+        .limit(limit)
     )
-    if session.bind is not None and session.bind.dialect.name == "postgresql":
+    if _is_postgresql(session):
         stmt = stmt.with_for_update(skip_locked=True)
     result = await session.execute(stmt)
-    return result.scalar_one_or_none()
+    return list(result.scalars())
 
 
-async def pending_offers_for_ride(session: AsyncSession, ride_id: str) -> list[Offer]:
+async def offer_history(
+    session: AsyncSession, driver_ids: Collection[str]
+) -> tuple[set[str], dict[str, tuple[int, int]]]:
+    """Of ``driver_ids``: who holds an open offer (pending, even if overdue: the database
+    refuses them another until it is marked expired), and each one's (accepted, answered)
+    offer counts."""
+    if not driver_ids:
+        return set(), {}
     result = await session.execute(
-        select(Offer).where(Offer.ride_id == ride_id, Offer.status == PENDING)
+        select(Offer.driver_id, Offer.status, func.count())
+        .where(Offer.driver_id.in_(list(driver_ids)))
+        .group_by(Offer.driver_id, Offer.status)
+    )
+    holding: set[str] = set()
+    counts: dict[str, tuple[int, int]] = {}
+    for driver_id, status, n in result.all():
+        if status == PENDING:
+            holding.add(driver_id)
+        elif status in ANSWERED:
+            accepted, answered = counts.get(driver_id, (0, 0))
+            counts[driver_id] = (accepted + (n if status == "accepted" else 0), answered + n)
+    return holding, counts
+
+
+async def offered_pairs(session: AsyncSession, ride_ids: Collection[str]) -> set[tuple[str, str]]:
+    """(ride, driver) pairs that already had an offer: a ride is never offered twice to one
+    driver (not after a decline, an expiry or the driver giving the ride back)."""
+    if not ride_ids:
+        return set()
+    result = await session.execute(
+        select(Offer.ride_id, Offer.driver_id).where(Offer.ride_id.in_(list(ride_ids)))
+    )
+    return {(a, b) for a, b in result.all()}
+
+
+async def last_trip_ends(session: AsyncSession, driver_ids: Collection[str]) -> dict[str, datetime]:
+    if not driver_ids:
+        return {}
+    result = await session.execute(
+        select(DriverState.driver_id, DriverState.last_trip_ended_at).where(
+            DriverState.driver_id.in_(list(driver_ids))
+        )
+    )
+    return {driver_id: at for driver_id, at in result.all()}  # noqa: C416 (Row, not tuple)
+
+
+async def record_trip_end(session: AsyncSession, *, driver_id: str, at: datetime) -> None:
+    stmt = _insert(session, DriverState).values(driver_id=driver_id, last_trip_ended_at=at)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[DriverState.driver_id], set_={"last_trip_ended_at": at}
+    )
+    await session.execute(stmt)
+
+
+async def insert_offers(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> set[str]:
+    """Insert offers, skipping any the database refuses (the driver holds an open offer made
+    meanwhile by another dispatcher, or already had this ride). Rows go in driver order, so
+    two dispatchers inserting for the same drivers wait on each other instead of
+    deadlocking. Returns the ids inserted."""
+    if not rows:
+        return set()
+    ordered = sorted(rows, key=lambda r: (r["driver_id"], r["ride_id"]))
+    stmt = _insert(session, Offer).values(ordered).on_conflict_do_nothing().returning(Offer.id)
+    result = await session.execute(stmt)
+    return set(result.scalars())
+
+
+async def add_candidates(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    if rows:
+        await session.execute(insert(Candidate), list(rows))
+
+
+async def candidates_for_ride(session: AsyncSession, ride_id: str) -> list[Candidate]:
+    result = await session.execute(
+        select(Candidate).where(Candidate.ride_id == ride_id).order_by(Candidate.id)
     )
     return list(result.scalars())
 
 
-async def drivers_offered_ride(session: AsyncSession, ride_id: str) -> set[str]:
-    result = await session.execute(select(Offer.driver_id).where(Offer.ride_id == ride_id))
-    return set(result.scalars())
-
-
-async def drivers_with_pending_offers(
-    session: AsyncSession, driver_ids: Collection[str], now: datetime
-) -> set[str]:
-    if not driver_ids:
-        return set()
+async def offers_for_ride(session: AsyncSession, ride_id: str) -> list[Offer]:
     result = await session.execute(
-        select(Offer.driver_id).where(
-            Offer.driver_id.in_(list(driver_ids)),
-            Offer.status == PENDING,
-            Offer.expires_at > now,
+        select(Offer).where(Offer.ride_id == ride_id).order_by(Offer.created_at)
+    )
+    return list(result.scalars())
+
+
+async def open_offers_for_rides(
+    session: AsyncSession, ride_ids: Collection[str], now: datetime
+) -> dict[str, list[Offer]]:
+    """The pending, unexpired offers of each of ``ride_ids``."""
+    if not ride_ids:
+        return {}
+    result = await session.execute(
+        select(Offer).where(
+            Offer.ride_id.in_(list(ride_ids)), Offer.status == PENDING, Offer.expires_at > now
         )
     )
+    found: dict[str, list[Offer]] = {}
+    for offer in result.scalars():
+        found.setdefault(offer.ride_id, []).append(offer)
+    return found
+
+
+async def drivers_offered_ride(session: AsyncSession, ride_id: str) -> set[str]:
+    result = await session.execute(select(Offer.driver_id).where(Offer.ride_id == ride_id))
     return set(result.scalars())
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from ridehail.dispatch import service
-from ridehail.dispatch.schemas import Declined, OfferList, OfferOut
+from ridehail.dispatch.schemas import Declined, DispatchLog, OfferList, OfferOut
 from ridehail.kernel.auth import Role
 from ridehail.kernel.clock import utcnow
 from ridehail.rides import RideOut
@@ -50,3 +50,12 @@ async def decline(ride_id: str, principal: PrincipalDep, runtime: RuntimeDep) ->
         )
     runtime.nudge_dispatch()
     return Declined(ride_id=ride_id)
+
+
+@router.get("/rides/{ride_id}/dispatch", response_model=DispatchLog)
+async def dispatch_log(ride_id: str, principal: PrincipalDep, session: ReadSession) -> DispatchLog:
+    """Admins: how the ride was matched - every driver each search round considered, with
+    distance, estimated pickup time, score, and what became of them (offered and then
+    accepted, declined, expired or withdrawn; skipped and why; passed over and why)."""
+    require_role(principal, Role.ADMIN)
+    return await service.dispatch_log(session, ride_id=ride_id)

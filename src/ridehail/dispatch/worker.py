@@ -1,27 +1,42 @@
 """The dispatcher loop: advances due searches and expires offers.
 
-It wakes on a nudge (a new ride, a decline) for low latency and on a timer for everything
-else (offer expiry, retries, give-ups), so a missed nudge only costs one tick. Every step is
-its own short transaction; several dispatchers (in several processes) share the work.
+Sequential and broadcast: it wakes on a nudge (a new ride, a decline) for low latency and on
+a timer for everything else (offer expiry, retries, give-ups), so a missed nudge only costs
+one tick; each search is advanced in its own short transaction. Batch: it runs one round
+per window, taking every due search at once, and ignores nudges (the window is the point).
+Several dispatchers (in several processes) share the work through SKIP LOCKED.
 """
 
 from __future__ import annotations
 
+import time
+
 import structlog
-from prometheus_client import Counter
+from prometheus_client import Counter, Histogram
 
 from ridehail.background import BackgroundLoop
 from ridehail.db import Database
 from ridehail.dispatch import repository, service
+from ridehail.dispatch.eta import EtaProvider
+from ridehail.dispatch.models import Offer
+from ridehail.dispatch.policy import DispatchPolicy, Strategy
 from ridehail.dispatch.schemas import OfferOut
-from ridehail.dispatch.service import DispatchPolicy
 from ridehail.kernel.clock import utcnow
 from ridehail.locations import DriverLocationStore
 from ridehail.messaging import PubSub
 
 log = structlog.get_logger("ridehail.dispatch")
 
-STEPS = Counter("ridehail_dispatch_steps_total", "Dispatch search steps by outcome", ["outcome"])
+STEPS = Counter(
+    "ridehail_dispatch_steps_total", "Dispatch search steps by outcome", ["outcome", "strategy"]
+)
+OFFERS = Counter("ridehail_dispatch_offers_total", "Offers made", ["strategy"])
+ROUND_SECONDS = Histogram(
+    "ridehail_dispatch_round_seconds",
+    "Time of one dispatch round (claim, candidates, ranking, offers, commit)",
+    ["strategy"],
+    buckets=(0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0),
+)
 EXPIRED = Counter("ridehail_dispatch_offers_expired_total", "Offers that expired unanswered")
 
 #: Searches advanced per wake-up before yielding to the timer again.
@@ -41,14 +56,23 @@ class Dispatcher(BackgroundLoop):
         db: Database,
         store: DriverLocationStore,
         policy: DispatchPolicy,
+        eta: EtaProvider,
         tick_s: float,
         pubsub: PubSub | None = None,
     ) -> None:
-        super().__init__(interval_s=tick_s)
+        batch = policy.strategy is Strategy.BATCH
+        super().__init__(interval_s=policy.batch_window_s if batch else tick_s)
         self._db = db
         self._store = store
         self._policy = policy
+        self._eta = eta
         self._pubsub = pubsub
+        self._per_round = policy.batch_max_rides if batch else 1
+        self._strategy = policy.strategy.value
+
+    def nudge(self) -> None:
+        if self._policy.strategy is not Strategy.BATCH:
+            super().nudge()
 
     async def step(self) -> None:
         await self.tick()
@@ -61,18 +85,35 @@ class Dispatcher(BackgroundLoop):
             EXPIRED.inc(expired)
         steps = 0
         while steps < MAX_STEPS_PER_TICK and not self.stopping:
+            began = time.perf_counter()
             async with self._db.transaction() as session:
                 now = utcnow()
-                search = await repository.claim_due_search(session, now)
-                if search is None:
+                searches = await repository.claim_due_searches(session, now, self._per_round)
+                if not searches:
                     break
-                outcome, offer = await service.advance(
-                    session, search, store=self._store, now=now, policy=self._policy
+                done = await service.run_round(
+                    session,
+                    searches,
+                    store=self._store,
+                    eta=self._eta,
+                    now=now,
+                    policy=self._policy,
                 )
-            STEPS.labels(outcome).inc()
-            if offer is not None and self._pubsub is not None:
-                # After the commit: the offer exists for whoever reacts to the push.
-                message = {"type": "offer", **OfferOut.of(offer).model_dump(mode="json")}
-                await self._pubsub.publish(offer_channel(offer.driver_id), message)
-            steps += 1
+            ROUND_SECONDS.labels(self._strategy).observe(time.perf_counter() - began)
+            for outcome in done.outcomes.values():
+                STEPS.labels(outcome, self._strategy).inc()
+            if done.offers:
+                OFFERS.labels(self._strategy).inc(len(done.offers))
+                await self._push(done.offers)
+            steps += len(searches)
+            if self._per_round > 1:
+                break  # batch: one round per window
         return steps
+
+    async def _push(self, offers: list[Offer]) -> None:
+        """After the commit: the offers exist for whoever reacts to the push."""
+        if self._pubsub is None:
+            return
+        for offer in offers:
+            message = {"type": "offer", **OfferOut.of(offer).model_dump(mode="json")}
+            await self._pubsub.publish(offer_channel(offer.driver_id), message)

@@ -3,9 +3,10 @@
 from ridehail.drivers.models import Driver
 from ridehail.drivers.service import (
     Availability,
+    DispatchProfile,
     VehicleSpec,
-    available_driver_ids,
     create_profile,
+    dispatch_profiles,
     get_driver,
     lock_driver,
     set_availability,
@@ -13,10 +14,11 @@ from ridehail.drivers.service import (
 
 __all__ = [
     "Availability",
+    "DispatchProfile",
     "Driver",
     "VehicleSpec",
-    "available_driver_ids",
     "create_profile",
+    "dispatch_profiles",
     "get_driver",
     "lock_driver",
     "set_availability",

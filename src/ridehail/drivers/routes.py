@@ -102,7 +102,7 @@ async def nearby(  # noqa: PLR0917 - FastAPI passes query parameters by name
         limit=limit * 2,
         stale_after_s=settings.location_stale_after_s,
     )
-    online = await service.available_driver_ids(session, [d.driver_id for d in found])
+    online = await service.dispatch_profiles(session, [d.driver_id for d in found])
     visible = [d for d in found if d.driver_id in online][:limit]
     if is_admin:
         out = [

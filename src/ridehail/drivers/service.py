@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 
 from sqlalchemy import select
@@ -90,15 +91,28 @@ async def set_availability(
     return driver
 
 
-async def available_driver_ids(session: AsyncSession, driver_ids: Collection[str]) -> set[str]:
-    """Which of ``driver_ids`` are active and want offers."""
+@dataclass(frozen=True, slots=True)
+class DispatchProfile:
+    """What dispatch needs of an available driver: seats, and since when available."""
+
+    seats: int
+    available_since: datetime
+
+
+async def dispatch_profiles(
+    session: AsyncSession, driver_ids: Collection[str]
+) -> dict[str, DispatchProfile]:
+    """The active drivers among ``driver_ids`` who want offers, with their profiles."""
     if not driver_ids:
-        return set()
+        return {}
     result = await session.execute(
-        select(Driver.id).where(
+        select(Driver.id, Driver.vehicle_seats, Driver.availability_changed_at).where(
             Driver.id.in_(list(driver_ids)),
             Driver.availability == Availability.AVAILABLE.value,
             Driver.is_active.is_(True),
         )
     )
-    return set(result.scalars())
+    return {
+        driver_id: DispatchProfile(seats=seats, available_since=since)
+        for driver_id, seats, since in result.all()
+    }

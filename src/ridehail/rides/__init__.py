@@ -8,6 +8,7 @@ from ridehail.rides.service import (
     can_view,
     drivers_with_active_rides,
     get_ride,
+    get_rides,
     give_up_search,
     lock_ride,
 )
@@ -22,6 +23,7 @@ __all__ = [
     "can_view",
     "drivers_with_active_rides",
     "get_ride",
+    "get_rides",
     "give_up_search",
     "lock_ride",
 ]

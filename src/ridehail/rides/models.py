@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Float, Index, String, text
+from sqlalchemy import JSON, Float, Index, Integer, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ridehail.db import Base, UTCDateTime
@@ -23,6 +23,8 @@ class Ride(Base):
     start_longitude: Mapped[float] = mapped_column(Float)
     end_latitude: Mapped[float] = mapped_column(Float)
     end_longitude: Mapped[float] = mapped_column(Float)
+    #: Passenger seats asked for; only vehicles with at least this many are offered the ride.
+    seats: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     fare_estimate: Mapped[dict[str, Any]] = mapped_column(JSON)
     fare: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     #: Driver name and vehicle as they were when the driver accepted (receipts keep them).

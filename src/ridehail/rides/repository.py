@@ -27,6 +27,15 @@ async def get(session: AsyncSession, ride_id: str) -> Ride | None:
     return await session.get(Ride, ride_id, populate_existing=True)
 
 
+async def get_many(session: AsyncSession, ride_ids: Collection[str]) -> dict[str, Ride]:
+    if not ride_ids:
+        return {}
+    result = await session.execute(
+        select(Ride).where(Ride.id.in_(list(ride_ids))).execution_options(populate_existing=True)
+    )
+    return {ride.id: ride for ride in result.scalars()}
+
+
 async def get_for_update(session: AsyncSession, ride_id: str) -> Ride | None:
     result = await session.execute(
         select(Ride)

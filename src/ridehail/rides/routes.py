@@ -24,6 +24,7 @@ async def request_ride(body: RideCreate, principal: PrincipalDep, runtime: Runti
     trip = service.Trip(
         start=(body.start_latitude, body.start_longitude),
         end=(body.end_latitude, body.end_longitude),
+        seats=body.seats,
     )
     policy = pricing.policy_from_settings(runtime.settings)
     async with runtime.db.transaction() as session:

@@ -14,6 +14,7 @@ class RideCreate(RequestBody):
     start_longitude: Longitude
     end_latitude: Latitude
     end_longitude: Longitude
+    seats: int = Field(default=1, ge=1, le=8, description="Passenger seats needed")
 
 
 class RideCancel(RequestBody):
@@ -53,6 +54,7 @@ class RideOut(ResponseBody):
     vehicle: Vehicle | None
     start: Point
     end: Point
+    seats: int
     fare_estimate: FareOut
     fare: FareOut | None
     payment: PaymentOut | None
@@ -85,6 +87,7 @@ class RideOut(ResponseBody):
             vehicle=vehicle,
             start=Point(latitude=ride.start_latitude, longitude=ride.start_longitude),
             end=Point(latitude=ride.end_latitude, longitude=ride.end_longitude),
+            seats=ride.seats,
             fare_estimate=FareOut(**ride.fare_estimate),
             fare=FareOut(**ride.fare) if ride.fare else None,
             payment=None,

@@ -28,6 +28,7 @@ S = RideStatus
 class Trip:
     start: tuple[float, float]
     end: tuple[float, float]
+    seats: int = 1
 
 
 async def request_ride(
@@ -43,6 +44,7 @@ async def request_ride(
         start_longitude=trip.start[1],
         end_latitude=trip.end[0],
         end_longitude=trip.end[1],
+        seats=trip.seats,
         fare_estimate=estimate.as_json(),
         created_at=now,
         updated_at=now,
@@ -73,6 +75,11 @@ async def get_ride(session: AsyncSession, ride_id: str) -> Ride:
     if ride is None:
         raise NotFound("ride not found")
     return ride
+
+
+async def get_rides(session: AsyncSession, ride_ids: Collection[str]) -> dict[str, Ride]:
+    """The rides of ``ride_ids`` that exist, by id."""
+    return await repository.get_many(session, ride_ids)
 
 
 async def lock_ride(session: AsyncSession, ride_id: str) -> Ride:
