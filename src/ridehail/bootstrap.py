@@ -76,6 +76,7 @@ def dispatch_policy(settings: Settings) -> DispatchPolicy:
         acceptance_weight_s=settings.dispatch_acceptance_weight_s,
         idle_weight=settings.dispatch_idle_weight,
         idle_cap_s=settings.dispatch_idle_cap_s,
+        orphan_after_s=settings.dispatch_orphan_after_s,
         offer_ttl_s=settings.dispatch_offer_ttl_s,
         search_timeout_s=settings.dispatch_search_timeout_s,
         retry_interval_s=settings.dispatch_retry_interval_s,
@@ -118,7 +119,9 @@ def _adapters(
     return (
         # Location reports in flight together share one script call (see coalesce.py).
         CoalescingStore(redis_store),
-        RedisStreamsEventBus(client, key_prefix=prefix),
+        RedisStreamsEventBus(
+            client, key_prefix=prefix, claim_idle_ms=int(settings.bus_claim_idle_s * 1000)
+        ),
         RedisPubSub(client, key_prefix=prefix),
         client,
     )

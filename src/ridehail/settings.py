@@ -87,6 +87,13 @@ class Settings(BaseSettings):
     dispatch_retry_interval_s: float = Field(default=2.0, gt=0)
     dispatch_tick_s: float = Field(default=0.5, gt=0)
     relay_poll_s: float = Field(default=0.2, gt=0)
+    #: A stream message read but not acknowledged this long (its consumer probably died) is
+    #: taken over by another consumer of the group. Handlers are idempotent, so a slow one
+    #: that is overtaken only costs a duplicate delivery.
+    bus_claim_idle_s: float = Field(default=5.0, ge=0.01)
+    #: Rides left 'searching' this long without an active search (an event lost, say) are
+    #: picked up by the dispatcher's periodic sweep.
+    dispatch_orphan_after_s: float = Field(default=15.0, gt=0)
 
     currency: str = "USD"
     fare_base: str = "2.50"

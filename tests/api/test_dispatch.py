@@ -6,6 +6,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from sqlalchemy import delete
+
+from ridehail.dispatch.models import Search
 from ridehail.kernel.geo import offset
 from tests.api.client import HELSINKI, Api, User
 
@@ -237,3 +240,20 @@ async def test_only_admins_read_the_dispatch_log(make_api) -> None:  # type: ign
             assert resp.headers["content-type"].startswith("application/problem+json")
         missing = await api.http.get("/api/v1/rides/ride_nope/dispatch", headers=admin.headers)
         assert missing.status_code == 404
+
+
+async def test_a_ride_whose_search_was_lost_is_adopted(make_api) -> None:  # type: ignore[no-untyped-def]
+    """Backstop for a lost event: a ride 'searching' without an active search gets one."""
+    async with make_api(dispatch_orphan_after_s=0.6) as api:
+        admin, rider = await api.admin(), await api.rider()
+        rid = (await api.request_ride(rider, PICKUP, DROPOFF))["ride_id"]
+        for _ in range(200):
+            if (await dispatch_log(api, admin, rid))["search"] is not None:
+                break
+            await asyncio.sleep(0.02)
+        async with api.app.state.runtime.db.transaction() as session:
+            await session.execute(delete(Search).where(Search.ride_id == rid))
+        assert (await dispatch_log(api, admin, rid))["search"] is None
+        driver = await online(api, 200)
+        await api.wait_for_offer(driver, rid)
+        assert (await dispatch_log(api, admin, rid))["search"]["state"] == "active"

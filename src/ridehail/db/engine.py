@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
@@ -16,7 +18,12 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from ridehail.db.outbox import wrote_events
+
 READ_ONLY = "ridehail_read_only"
+#: PostgreSQL NOTIFY channel: a transaction that wrote outbox events signals it on commit,
+#: so relays in other processes publish at once instead of at their next poll.
+OUTBOX_CHANNEL = "ridehail_outbox"
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -63,6 +70,7 @@ class Database:
         self.dialect = self.engine.dialect.name
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
         self._after_commit: list[Callable[[AsyncSession], None]] = []
+        self._notify = self.dialect == "postgresql"
 
     @property
     def is_sqlite(self) -> bool:
@@ -78,6 +86,9 @@ class Database:
         async with self._sessions() as session:
             try:
                 yield session
+                if self._notify and wrote_events(session):
+                    # Delivered by PostgreSQL only if (and when) the transaction commits.
+                    await session.execute(text(f"NOTIFY {OUTBOX_CHANNEL}"))
                 await session.commit()
             except BaseException:
                 await session.rollback()
@@ -97,6 +108,27 @@ class Database:
                 # would expire it), then end the transaction.
                 session.expunge_all()
                 await session.rollback()
+
+    @asynccontextmanager
+    async def listening(
+        self, channel: str, callback: Callable[[], None]
+    ) -> AsyncIterator[asyncio.Event]:
+        """Call ``callback`` on every NOTIFY on ``channel`` while the block runs (PostgreSQL
+        only). Holds one dedicated connection outside the pool; the event it yields is set
+        if that connection is lost."""
+        dsn = make_url(self.url).set(drivername="postgresql").render_as_string(hide_password=False)
+        conn = await asyncpg.connect(dsn)
+        lost = asyncio.Event()
+
+        def on_notify(*_args: object) -> None:
+            callback()
+
+        try:
+            conn.add_termination_listener(lambda _conn: lost.set())
+            await conn.add_listener(channel, on_notify)
+            yield lost
+        finally:
+            await conn.close()
 
     async def ping(self) -> None:
         async with self.engine.connect() as conn:

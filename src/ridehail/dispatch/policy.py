@@ -45,6 +45,8 @@ class DispatchPolicy:
     idle_cap_s: float = 1_800.0
     #: Prior for the acceptance rate: a driver with no history counts as having answered
     #: acceptance_prior_weight offers at this rate.
+    #: Rides 'searching' this long without an active search are adopted by the sweep.
+    orphan_after_s: float = 15.0
     acceptance_prior: float = 0.8
     acceptance_prior_weight: float = 5.0
 

@@ -50,6 +50,15 @@ async def existing_searches(session: AsyncSession, ride_ids: Collection[str]) ->
     return set((await session.execute(stmt)).scalars())
 
 
+async def active_searches(session: AsyncSession, ride_ids: Collection[str]) -> set[str]:
+    if not ride_ids:
+        return set()
+    stmt = select(Search.ride_id).where(
+        Search.ride_id.in_(list(ride_ids)), Search.state == "active"
+    )
+    return set((await session.execute(stmt)).scalars())
+
+
 async def claim_due_searches(session: AsyncSession, now: datetime, limit: int) -> list[Search]:
     """Up to ``limit`` due active searches, most overdue first, locked for this transaction.
     SKIP LOCKED lets many dispatchers share the table as a work queue (PostgreSQL); SQLite

@@ -65,6 +65,23 @@ async def open_search(
     return search
 
 
+async def adopt_orphans(
+    session: AsyncSession, *, now: datetime, policy: DispatchPolicy
+) -> list[str]:
+    """Open searches for rides that have been 'searching' for ``policy.orphan_after_s``
+    without an active one: the event that should have started it was lost (dead-lettered,
+    trimmed from its stream, or handled while the ride was briefly in another state). A
+    backstop; normally it finds nothing. Returns the ride ids adopted."""
+    before = now - timedelta(seconds=policy.orphan_after_s)
+    ride_ids = await rides.rides_searching_since_before(session, before)
+    active = await repository.active_searches(session, ride_ids)
+    adopted = [r for r in ride_ids if r not in active]
+    for ride_id in adopted:
+        await open_search(session, ride_id=ride_id, now=now, policy=policy)
+        log.warning("orphan_search_adopted", ride_id=ride_id)
+    return adopted
+
+
 async def close_search(session: AsyncSession, *, ride_id: str, outcome: str, now: datetime) -> None:
     await repository.lock_searches(session, [ride_id])
     await repository.withdraw_offers(session, ride_id=ride_id)

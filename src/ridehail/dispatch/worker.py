@@ -37,6 +37,10 @@ ROUND_SECONDS = Histogram(
     ["strategy"],
     buckets=(0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0),
 )
+ORPHANS = Counter(
+    "ridehail_dispatch_orphans_adopted_total",
+    "Rides found searching without an active search (a lost event) and adopted",
+)
 EXPIRED = Counter("ridehail_dispatch_offers_expired_total", "Offers that expired unanswered")
 
 #: Searches advanced per wake-up before yielding to the timer again.
@@ -69,6 +73,7 @@ class Dispatcher(BackgroundLoop):
         self._pubsub = pubsub
         self._per_round = policy.batch_max_rides if batch else 1
         self._strategy = policy.strategy.value
+        self._next_orphan_check = 0.0
 
     def nudge(self) -> None:
         if self._policy.strategy is not Strategy.BATCH:
@@ -78,7 +83,13 @@ class Dispatcher(BackgroundLoop):
         await self.tick()
 
     async def tick(self) -> int:
-        """Expire overdue offers, then advance every due search. Returns the steps taken."""
+        """Expire overdue offers, adopt orphaned rides now and then, then advance every due
+        search. Returns the searches advanced."""
+        if time.monotonic() >= self._next_orphan_check:
+            self._next_orphan_check = time.monotonic() + self._policy.orphan_after_s / 3
+            async with self._db.transaction() as session:
+                adopted = await service.adopt_orphans(session, now=utcnow(), policy=self._policy)
+            ORPHANS.inc(len(adopted))
         async with self._db.transaction() as session:
             expired = await service.expire_offers(session, now=utcnow())
         if expired:

@@ -4,6 +4,8 @@ zero times; consumers deduplicate by event id."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from datetime import datetime, timedelta
 
@@ -12,6 +14,7 @@ from sqlalchemy import delete, select, update
 
 from ridehail.background import BackgroundLoop
 from ridehail.db import Database, OutboxEvent
+from ridehail.db.engine import OUTBOX_CHANNEL
 from ridehail.db.processed import ProcessedEvent
 from ridehail.kernel.clock import utcnow
 from ridehail.messaging.ports import EventBus, Message
@@ -34,6 +37,35 @@ class OutboxRelay(BackgroundLoop):
         self._db = db
         self._bus = bus
         self._last_prune = 0.0
+        self._listener: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await super().start()
+        if not self._db.is_sqlite:
+            self._listener = asyncio.create_task(self._listen(), name="outbox-listen")
+
+    async def stop(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+            self._listener = None
+        await super().stop()
+
+    async def _listen(self) -> None:
+        """Wake on the NOTIFY of any process's commit that wrote events (PostgreSQL), so an
+        event waits milliseconds, not a poll interval, for its relay. The poll stays as
+        the fallback; a lost listening connection is re-opened."""
+        while True:
+            try:
+                async with self._db.listening(OUTBOX_CHANNEL, self.nudge) as lost:
+                    self.nudge()  # anything committed while not listening
+                    await lost.wait()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("outbox_listen_failed", error=str(exc))
+            await asyncio.sleep(1.0)
 
     async def step(self) -> None:
         while await self.relay_once() == BATCH and not self.stopping:

@@ -11,6 +11,7 @@ from ridehail.rides.service import (
     get_rides,
     give_up_search,
     lock_ride,
+    rides_searching_since_before,
 )
 
 __all__ = [
@@ -26,4 +27,5 @@ __all__ = [
     "get_rides",
     "give_up_search",
     "lock_ride",
+    "rides_searching_since_before",
 ]

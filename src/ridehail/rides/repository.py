@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, update
@@ -34,6 +35,16 @@ async def get_many(session: AsyncSession, ride_ids: Collection[str]) -> dict[str
         select(Ride).where(Ride.id.in_(list(ride_ids))).execution_options(populate_existing=True)
     )
     return {ride.id: ride for ride in result.scalars()}
+
+
+async def searching_since_before(session: AsyncSession, before: datetime, limit: int) -> list[str]:
+    result = await session.execute(
+        select(Ride.id)
+        .where(Ride.status == RideStatus.SEARCHING.value, Ride.updated_at < before)
+        .order_by(Ride.updated_at)
+        .limit(limit)
+    )
+    return list(result.scalars())
 
 
 async def get_for_update(session: AsyncSession, ride_id: str) -> Ride | None:

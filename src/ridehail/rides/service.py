@@ -82,6 +82,13 @@ async def get_rides(session: AsyncSession, ride_ids: Collection[str]) -> dict[st
     return await repository.get_many(session, ride_ids)
 
 
+async def rides_searching_since_before(
+    session: AsyncSession, before: datetime, *, limit: int = 500
+) -> list[str]:
+    """Ids of rides that have been 'searching' since before ``before``, longest first."""
+    return await repository.searching_since_before(session, before, limit)
+
+
 async def lock_ride(session: AsyncSession, ride_id: str) -> Ride:
     """Read the ride and hold its row lock until the transaction ends (PostgreSQL; SQLite's
     writer lock already serialises). For lock ordering, not as the guard: the guard is
