@@ -49,6 +49,9 @@ STEP_M = 40.0
 #: Seconds between two reports of one driver.
 REPORT_EVERY_S = 4.0
 STALE_AFTER_S = 30.0
+#: Drivers someone follows (their rider waiting or riding, or an admin): their positions
+#: are announced. About a third of a city's fleet at a busy hour.
+FOLLOWED_SHARE = float(os.environ.get("BENCH_FOLLOWED_SHARE", "0.3"))
 
 TABLE = "bench_driver_locations"
 CREATE = f"""
@@ -168,6 +171,7 @@ async def run() -> dict[str, Any]:
         "postgres": [],
         "redis_store": [],
         "redis_store_no_announce": [],
+        "redis_store_all_followed": [],
         "raw_geoadd": [],
         "raw_geoadd_redis_cli": [],
     }
@@ -186,6 +190,24 @@ async def run() -> dict[str, Any]:
                 announce_prefix=f"{prefix}rt:",
                 clock=lambda: newest,
             )
+            # Positions are announced only for followed drivers (a rider or an admin watches):
+            # FOLLOWED_SHARE of them as deployed at a busy hour, and every one as the worst case.
+            everyone = sorted({f.driver_id for f in fixes})
+            loud_prefix = f"{prefix}loud:"
+            loud_store = RedisLocationStore(
+                client,
+                key_prefix=loud_prefix,
+                stale_after_s=STALE_AFTER_S,
+                announce_prefix=f"{prefix}rt:",
+                clock=lambda: newest,
+            )
+
+            async def follow() -> None:
+                for driver_id in everyone[: round(len(everyone) * FOLLOWED_SHARE)]:
+                    await store.follow(driver_id, for_s=86_400)
+                for driver_id in everyone:
+                    await loud_store.follow(driver_id, for_s=86_400)
+
             quiet_prefix = f"{prefix}quiet:"
             quiet_store = RedisLocationStore(
                 client, key_prefix=quiet_prefix, stale_after_s=STALE_AFTER_S, clock=lambda: newest
@@ -209,6 +231,9 @@ async def run() -> dict[str, Any]:
             async def store_write(_n: int, batch: Sequence[LocationFix]) -> None:
                 await store.record_many(batch)
 
+            async def loud_store_write(_n: int, batch: Sequence[LocationFix]) -> None:
+                await loud_store.record_many(batch)
+
             async def quiet_store_write(_n: int, batch: Sequence[LocationFix]) -> None:
                 await quiet_store.record_many(batch)
 
@@ -222,11 +247,15 @@ async def run() -> dict[str, Any]:
             for round_no in range(common.REPEATS):
                 await conns[0].execute(f"TRUNCATE {TABLE}")
                 await common.delete_prefix(client, prefix)
+                await follow()
                 seconds = await drive(pg_batches, pg_write, "PostgreSQL upserts")
                 runs["postgres"].append(len(fixes) / seconds)
                 seconds = await drive(fix_batches, quiet_store_write, "record_many, no announce")
                 runs["redis_store_no_announce"].append(len(fixes) / seconds)
                 await common.delete_prefix(client, quiet_prefix)  # each store on its own
+                seconds = await drive(fix_batches, loud_store_write, "record_many, all followed")
+                runs["redis_store_all_followed"].append(len(fixes) / seconds)
+                await common.delete_prefix(client, loud_prefix)
                 seconds = await drive(fix_batches, store_write, "RedisLocationStore.record_many")
                 runs["redis_store"].append(len(fixes) / seconds)
                 seconds = await drive(fix_batches, geoadd_write, "raw GEOADD")
@@ -274,13 +303,19 @@ async def run() -> dict[str, Any]:
         },
         "redis_store": {
             "label": f"RedisLocationStore.record_many, batches of {BATCH}, {WORKERS} tasks "
-            "(announcing positions)",
+            f"(as deployed: positions announced for the {FOLLOWED_SHARE:.0%} of drivers "
+            "someone follows)",
             "writes_per_s": common.spread(runs["redis_store"], 0),
         },
         "redis_store_no_announce": {
             "label": f"RedisLocationStore.record_many, batches of {BATCH}, {WORKERS} tasks, "
             "not announcing (no PUBLISH, no messages)",
             "writes_per_s": common.spread(runs["redis_store_no_announce"], 0),
+        },
+        "redis_store_all_followed": {
+            "label": f"RedisLocationStore.record_many, batches of {BATCH}, {WORKERS} tasks, "
+            "every driver followed (worst case: one PUBLISH per driver and batch)",
+            "writes_per_s": common.spread(runs["redis_store_all_followed"], 0),
         },
         "raw_geoadd": {
             "label": f"baseline: pipelined GEOADD (redis-py), batches of {BATCH}, {WORKERS} tasks",
@@ -291,11 +326,12 @@ async def run() -> dict[str, Any]:
             "writes_per_s": common.spread(runs["raw_geoadd_redis_cli"], 0),
         },
     }
-    for key in ("postgres", "redis_store", "redis_store_no_announce"):
+    for key in ("postgres", "redis_store", "redis_store_no_announce", "redis_store_all_followed"):
         ratios = [a / b for a, b in zip(runs[key], runs["raw_geoadd"], strict=True)]
         results[key]["ratio_to_raw_geoadd"] = common.spread(ratios, 3)
     part = {
         "settings": {
+            "followed_share": FOLLOWED_SHARE,
             "fixes": len(fixes),
             "drivers": drivers,
             "batch": BATCH,

@@ -758,6 +758,8 @@ async def test_live_positions_are_announced_exactly_as_the_pubsub_does(
 ) -> None:
     store = redis_store_at_now(redis_client, redis_prefix, max_speed_mps=100.0)
     assert store.announces_positions
+    for driver in ("d1", 'd"2\\é', "d3"):
+        await store.follow(driver, for_s=60)
     plus_two = timezone(timedelta(hours=2))
     first = LocationFix("d1", 52.52, 13.4, NOW, heading=271.5)
     odd = LocationFix('d"2\\é', 1e-05, -0.0, datetime(2026, 3, 1, 14, 0, 0, 7, tzinfo=plus_two))
@@ -776,6 +778,42 @@ async def test_live_positions_are_announced_exactly_as_the_pubsub_does(
     assert sorted(messages) == sorted(_as_published([later, fix("d3", at_s=3)]))
     messages = await _published(redis_client, redis_prefix, lambda: store.record(older))
     assert messages == []
+
+
+@pytest.mark.redis
+async def test_only_followed_drivers_are_announced(
+    redis_client: aioredis.Redis, redis_prefix: str
+) -> None:
+    """A rider watching on another process follows the driver through Redis; the ingesting
+    process sees it within a second, and stops announcing when the follow lapses."""
+    now = [NOW.timestamp()]
+
+    def clock() -> float:
+        return now[0]
+
+    def process() -> RedisLocationStore:
+        return RedisLocationStore(
+            redis_client, key_prefix=redis_prefix, announce_prefix=f"{redis_prefix}rt:", clock=clock
+        )
+
+    ingesting, watching = process(), process()
+
+    async def published(driver: str, at_s: float) -> list[tuple[str, str]]:
+        return await _published(
+            redis_client, redis_prefix, lambda: ingesting.record(fix(driver, at_s=at_s))
+        )
+
+    assert await published("d1", 0) == []  # nobody follows d1 yet
+    await watching.follow("d1", for_s=30)
+    now[0] += 1.0  # the ingesting process re-reads who is followed once a second
+    assert [channel for channel, _ in await published("d1", 1)] == [position_channel("d1")]
+    assert await published("d2", 1) == []
+    now[0] += 30.0  # the follow lapsed (the watcher stopped renewing it)
+    assert await published("d1", 31) == []
+    # Lapsed follows are pruned from Redis, not kept forever.
+    now[0] += 60.0
+    await published("d1", 91)
+    assert await redis_client.zcard(f"{redis_prefix}loc:followed") == 0
 
 
 @pytest.mark.redis
@@ -800,6 +838,7 @@ async def test_followers_on_the_redis_pubsub_receive_the_announcements(
     try:
         await subscription.add(position_channel("d1"))
         store = redis_store_at_now(redis_client, redis_prefix)
+        await store.follow("d1", for_s=60)
         sent = fix("d1", *north_of_centre(10), at_s=1)
         await store.record_many([fix("d1"), sent])
         async with asyncio.timeout(5):

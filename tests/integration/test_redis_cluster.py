@@ -302,7 +302,10 @@ async def test_live_positions_are_announced_on_the_cluster(
         while await pubsub.get_message(timeout=1.0) is None:  # the subscription's ack
             pass
         sent = [fix("d1", *CENTRE, at_s=1), fix("d1", *CENTRE, at_s=2), fix("d2", *CENTRE)]
-        await store.record_many([*sent, fix("d1", *CENTRE, at_s=0)])
+        for driver in ("d1", "d2"):
+            await store.follow(driver, for_s=60)
+        # d3 is not followed: nothing is published for it.
+        await store.record_many([*sent, fix("d1", *CENTRE, at_s=0), fix("d3", *CENTRE)])
         received: list[tuple[str, str]] = []
         async with asyncio.timeout(5):
             while len(received) < 2:

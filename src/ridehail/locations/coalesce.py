@@ -127,5 +127,8 @@ class CoalescingStore:
     async def ping(self) -> None:
         await self.inner.ping()
 
+    async def follow(self, driver_id: str, *, for_s: float) -> None:
+        await self.inner.follow(driver_id, for_s=for_s)
+
     async def close(self) -> None:
         await self.inner.close()

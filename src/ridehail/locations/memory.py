@@ -321,6 +321,9 @@ class InMemoryLocationStore:
     #: Followers in this process are fed by the caller through the in-process pub/sub.
     announces_positions = False
 
+    async def follow(self, driver_id: str, *, for_s: float) -> None:
+        """Nothing to do: this store does not announce (the caller publishes)."""
+
     def __init__(
         self,
         *,

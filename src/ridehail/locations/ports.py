@@ -83,10 +83,10 @@ class DriverLocationStore(Protocol):
       open trace is left alone because the trip it belongs to may still be finishing.
     * Returned datetimes are timezone-aware UTC.
 
-    ``announces_positions`` tells whether the store itself publishes every fix that becomes
-    a live position to the real-time channel :func:`position_channel` (the Redis adapter
-    does it inside its write script, saving the ingest path a round trip); when it is false
-    the caller publishes.
+    ``announces_positions`` tells whether the store itself publishes the fixes that become
+    live positions of *followed* drivers (see :meth:`follow`) to the real-time channel
+    :func:`position_channel` (the Redis adapter does it inside its write script, saving the
+    ingest path a round trip); when it is false the caller publishes.
     """
 
     announces_positions: bool
@@ -99,6 +99,13 @@ class DriverLocationStore(Protocol):
 
     async def record_many(self, fixes: Sequence[LocationFix]) -> list[Recorded]:
         """The same as calling :meth:`record` for each fix in order, but batched."""
+        ...
+
+    async def follow(self, driver_id: str, *, for_s: float) -> None:
+        """Someone watches this driver's position for the next ``for_s`` seconds (call again
+        to keep watching). A store that announces positions announces only followed
+        drivers', so pub/sub traffic grows with the watchers, not with the fleet; others
+        ignore it."""
         ...
 
     async def trace_only(self, fix: LocationFix) -> None:

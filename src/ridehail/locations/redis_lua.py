@@ -84,7 +84,7 @@ INGEST_FIELDS: Final = 9
 #: channel suffix, and the step of fix time (µs) that renews a ``seen`` time.
 #:
 #: Each fix: driver id, recorded µs, latitude, longitude, region hex ("" = not searchable),
-#: its record, its JSON message for followers ("" when not announcing), its GEO score (the
+#: its record, its JSON message for followers ("" when nobody follows), its GEO score (the
 #: 52-bit geohash GEOADD would compute: ZADD with it skips GEOADD's parsing and encoding,
 #: about a quarter of the cost of filing a member) and its ``seen`` score (epoch ms). Both
 #: scores come as text: Redis would format a Lua number with printf.
@@ -232,7 +232,7 @@ for j = 1, #ids do
         r.kept[#r.kept + 1], r.kept_b[#r.kept_b + 1] = id, b
       end
     end
-    if channel_prefix ~= '' then
+    if f[b + 7] ~= '' then  -- a message only for followed drivers
       call('PUBLISH', channel_prefix .. id .. channel_suffix, f[b + 7])
     end
   end

@@ -53,7 +53,7 @@ import math
 import re
 import struct
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
@@ -95,6 +95,11 @@ PRUNE_PER_WRITE: Final = 16
 #: overhead vanish, small enough that a call holds Redis only milliseconds (500 fixes at the
 #: ~10 µs each that ``make bench`` measures), which other clients wait out.
 CHUNK: Final = 500
+#: How stale a process's view of who is followed may be: a new watcher in another process
+#: gets positions at most this much later (its snapshot comes at once).
+FOLLOWED_REFRESH_S: Final = 1.0
+#: Expired follows are removed from Redis this often.
+FOLLOWED_PRUNE_S: Final = 60.0
 
 #: ``nearest`` over-fetches this many times ``limit`` because stale drivers are filtered
 #: after Redis applies COUNT; each retry multiplies the count by the same factor...
@@ -233,9 +238,10 @@ class RedisLocationStore:
         announce_prefix: str | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        """``announce_prefix`` turns on publishing: each fix that becomes live is sent as
-        :func:`position_message` JSON to ``announce_prefix + position_channel(driver)``
-        by the write itself (pass the pub/sub adapter's channel prefix). ``clock`` gives
+        """``announce_prefix`` turns on publishing: each fix that becomes live for a driver
+        someone follows (:meth:`follow`) is sent as :func:`position_message` JSON to
+        ``announce_prefix + position_channel(driver)`` by the write itself (pass the pub/sub
+        adapter's channel prefix). ``clock`` gives
         the time (epoch seconds) against which positions count as stale."""
         if "{" in key_prefix or "}" in key_prefix:
             raise ValueError("key_prefix must not contain '{' or '}' (hash tags are ours)")
@@ -260,6 +266,13 @@ class RedisLocationStore:
         self._channel_prefix = "" if announce_prefix is None else announce_prefix + head
         self._channel_suffix = tail
         self._announce_prefix = announce_prefix or ""
+        #: Who is followed: a sorted set of driver ids scored by when the following ends
+        #: (epoch ms), shared by every process; each process reads it at most once per
+        #: FOLLOWED_REFRESH_S into ``_followed`` (its own follows count at once).
+        self._followed_key = f"{self._loc}followed"
+        self._followed: dict[str, float] = {}
+        self._followed_read_at = -FOLLOWED_REFRESH_S
+        self._followed_pruned_at = 0.0
         self._hex: dict[int, str] = {}
         self._extents: dict[int, tuple[float, float, float]] = {}
         self._encoder = msgspec.msgpack.Encoder()
@@ -299,6 +312,30 @@ class RedisLocationStore:
         return found
 
     # --- writes -----------------------------------------------------------------------
+
+    async def follow(self, driver_id: str, *, for_s: float) -> None:
+        if not self.announces_positions:
+            return
+        until = self._clock() + for_s
+        self._followed[driver_id] = max(until, self._followed.get(driver_id, 0.0))
+        await self._client.zadd(self._followed_key, {driver_id: until * 1000.0}, gt=True)
+
+    async def _who_is_followed(self) -> dict[str, float]:
+        """The followed drivers (id -> until, epoch s), re-read at most once per
+        FOLLOWED_REFRESH_S; expired follows are pruned from Redis now and then."""
+        now = self._clock()
+        if now - self._followed_read_at >= FOLLOWED_REFRESH_S:
+            self._followed_read_at = now
+            rows: list[tuple[bytes | str, float]] = await self._client.zrangebyscore(
+                self._followed_key, repr(now * 1000.0), "+inf", withscores=True
+            )  # type: ignore[assignment]
+            self._followed = {_text(d): float(score) / 1000.0 for d, score in rows}
+            if now - self._followed_pruned_at >= FOLLOWED_PRUNE_S:
+                self._followed_pruned_at = now
+                await self._client.zremrangebyscore(
+                    self._followed_key, "-inf", f"({now * 1000.0!r}"
+                )
+        return self._followed
 
     async def record(self, fix: LocationFix) -> Recorded:
         if self._cluster:
@@ -407,9 +444,10 @@ class RedisLocationStore:
     # --- one Redis --------------------------------------------------------------------
 
     async def _ingest_chunk(self, fixes: Sequence[LocationFix]) -> list[Recorded]:
+        followed = await self._who_is_followed() if self.announces_positions else {}
         reply = await self._ingest(
             args=[
-                self._pack(fixes),
+                self._pack(fixes, followed),
                 len(fixes),
                 self._loc,
                 self._prune_below(lag_s=self._seen_step_us / 1e6),
@@ -429,7 +467,7 @@ class RedisLocationStore:
             raise RuntimeError(f"ingest script answered {len(codes)} outcomes for {len(fixes)}")
         return [_CODES[code] for code in codes]
 
-    def _pack(self, fixes: Iterable[LocationFix]) -> bytes:
+    def _pack(self, fixes: Iterable[LocationFix], followed: Mapping[str, float]) -> bytes:
         """The fixes as one msgpack array, :data:`~redis_lua.INGEST_FIELDS` values each.
 
         The hot loop of batch ingest, so the record and the message are made here (the
@@ -439,7 +477,7 @@ class RedisLocationStore:
         extend = values.extend
         region_of = self.region_of
         pack = _RECORD.pack
-        announce = self.announces_positions
+        now = self._clock()
         for fix in fixes:
             lat = fix.latitude
             lon = fix.longitude
@@ -464,7 +502,9 @@ class RedisLocationStore:
                     lon,
                     region,
                     msgspec.Raw(_RECORD_HEADER + record),
-                    position_json(fix, repr(lat), repr(lon)) if announce else "",
+                    position_json(fix, repr(lat), repr(lon))
+                    if followed.get(fix.driver_id, 0.0) > now
+                    else "",
                     str(geo_score(lat, lon)) if region else "",
                     str(micros // 1000) if micros % 1000 == 0 else repr(micros / 1000),
                 )
@@ -523,7 +563,14 @@ class RedisLocationStore:
                 leaving[driver_id] = max(left_us, leaving.get(driver_id, left_us))
         await self._run_cluster([self._region_call(region, op) for region, op in ops.items()])
         if self.announces_positions and newest:
-            await asyncio.gather(*(self._announce(fixes[index]) for index in newest.values()))
+            followed, now = await self._who_is_followed(), self._clock()
+            await asyncio.gather(
+                *(
+                    self._announce(fixes[index])
+                    for driver_id, index in newest.items()
+                    if followed.get(driver_id, 0.0) > now
+                )
+            )
         return [_OUTCOME[code] for code in codes]
 
     async def _announce(self, fix: LocationFix) -> None:

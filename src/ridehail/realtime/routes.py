@@ -23,6 +23,8 @@ router = APIRouter(prefix="/api/v1")
 
 #: Riders get the driver's position at most this often (the app animates in between).
 POSITION_INTERVAL_S = 1.0
+#: A ride-events socket follows its driver for this long at a time, renewed at a third.
+FOLLOW_S = 30.0
 
 
 def _runtime(websocket: WebSocket) -> Runtime:
@@ -52,6 +54,7 @@ class RideWatch:
         self.last_position_at = 0.0
         self.last_recorded: str = ""
         self.pending: dict[str, Any] | None = None
+        self.follow_renew_at = 0.0
 
     async def show_ride(self, ride: rides.Ride) -> None:
         key = (ride.status, ride.updated_at.isoformat())
@@ -72,9 +75,18 @@ class RideWatch:
         self.driver_id, self.pending, self.last_recorded = wanted, None, ""
         if wanted is not None:
             await self.sub.add(locations.position_channel(wanted))
+            await self.keep_following()
             here = await self.runtime.locations.current(wanted)
             if here is not None:
                 await self.position(locations.position_message(here))
+
+    async def keep_following(self) -> None:
+        """Tell the location store the driver is watched (it announces only watched
+        drivers' positions), renewed well before the follow lapses."""
+        if self.driver_id is None:
+            return
+        self.follow_renew_at = time.monotonic() + FOLLOW_S / 3
+        await self.runtime.locations.follow(self.driver_id, for_s=FOLLOW_S)
 
     async def position(self, message: dict[str, Any]) -> None:
         if message.get("driver_id") != self.driver_id:
@@ -97,9 +109,15 @@ class RideWatch:
         await sockets.send(self.websocket, message)
 
     def wait_s(self) -> float | None:
-        if self.pending is None:
-            return None
-        return max(0.0, self.last_position_at + POSITION_INTERVAL_S - time.monotonic())
+        """How long the socket may wait for a message before it has something to do: send
+        a held-back position, or renew the follow."""
+        now = time.monotonic()
+        waits = []
+        if self.pending is not None:
+            waits.append(self.last_position_at + POSITION_INTERVAL_S - now)
+        if self.driver_id is not None:
+            waits.append(self.follow_renew_at - now)
+        return max(0.0, min(waits)) if waits else None
 
 
 @router.websocket("/rides/{ride_id}/events")
@@ -130,7 +148,12 @@ async def ride_events(websocket: WebSocket, ride_id: str) -> None:
                 try:
                     channel, message = await asyncio.wait_for(sub.get(), timeout=watch.wait_s())
                 except TimeoutError:
-                    await watch.flush(force=True)
+                    now = time.monotonic()
+                    # Timers fire a hair early or late: "due" allows for that.
+                    if now >= watch.last_position_at + POSITION_INTERVAL_S - 0.01:
+                        await watch.flush(force=True)
+                    if now >= watch.follow_renew_at - 0.01:
+                        await watch.keep_following()
                     continue
                 if channel == ride_channel(ride_id):
                     fresh = await _ride_for(runtime, principal, ride_id)
