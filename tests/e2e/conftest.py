@@ -6,12 +6,13 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tests import profiles
 from tests.profiles import FAST_SETTINGS
 
 RIDEHAIL = [sys.executable, "-m", "ridehail"]
@@ -71,6 +72,14 @@ class Processes:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+@pytest.fixture
+async def pg_db(postgres_url: str) -> AsyncIterator[str]:
+    """A new, migrated PostgreSQL database for one test, dropped afterwards."""
+    url = await profiles.create_database(postgres_url)
+    yield url
+    await profiles.drop_database(postgres_url, url)
 
 
 @pytest.fixture

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
 
 from ridehail.kernel.geo import offset
-from tests import profiles
 from tests.e2e.conftest import Processes, free_port, server_env
 
 pytestmark = pytest.mark.e2e
@@ -136,13 +134,6 @@ def test_embedded_default_serves_the_walkthrough(processes: Processes, tmp_path:
     processes.wait_ready(base)
     walkthrough(base)
     assert (tmp_path / "var" / "jwt_secret").exists()
-
-
-@pytest.fixture
-async def pg_db(postgres_url: str) -> AsyncIterator[str]:
-    url = await profiles.create_database(postgres_url)
-    yield url
-    await profiles.drop_database(postgres_url, url)
 
 
 def start_production(
