@@ -29,7 +29,11 @@ class DispatchPolicy:
     max_candidates: int = 160
     offer_ttl_s: float = 15.0
     search_timeout_s: float = 120.0
+    #: A search that found nobody tries again after retry_interval_s, and less often as
+    #: it ages (a tenth of its age, at most retry_max_s): most of a fruitless search's
+    #: rounds otherwise go to asking again where nothing changed.
     retry_interval_s: float = 2.0
+    retry_max_s: float = 10.0
     stale_after_s: float = 30.0
     broadcast_k: int = 3
     batch_window_s: float = 2.0
@@ -66,6 +70,11 @@ class DispatchPolicy:
             radius += self.radius_step_m
         radii.append(self.radius_m)
         return radii
+
+    def retry_after_s(self, age_s: float) -> float:
+        return min(
+            max(self.retry_interval_s, age_s / 10), max(self.retry_max_s, self.retry_interval_s)
+        )
 
     @property
     def offers_per_round(self) -> int:

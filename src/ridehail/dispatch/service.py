@@ -179,7 +179,8 @@ async def run_round(
             log.info("search_gave_up", ride_id=ride.id, attempts=search.attempts)
             done.outcomes[ride.id] = "gave_up"
         else:
-            retry = now + timedelta(seconds=policy.retry_interval_s)
+            age = (now - search.created_at).total_seconds()
+            retry = now + timedelta(seconds=policy.retry_after_s(age))
             search.next_check_at = min(search.deadline_at, retry)
             done.outcomes[ride.id] = "retry"
     return done
