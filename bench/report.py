@@ -23,9 +23,11 @@ PARTS = (
     "ingest_stream",
     "nearest",
     "dispatch_solver",
+    "dispatch_quality",
     "ingest_store",
     "memory",
     "soak",
+    "dispatch_latency",
 )
 
 
@@ -373,6 +375,173 @@ candidates per ride cost {excess_text}.
 """
 
 
+def section_dispatch_quality(p: dict[str, Any]) -> str:
+    s = p["settings"]
+    r = p["results"]
+    c = p["checks"]
+    pol = s["policy"]
+    names = [n for n in ("sequential", "broadcast", "batch") if n in r]
+    seeds = s["seeds"]
+    several = len(seeds) > 1
+
+    def scaled(v: dict[str, Any], factor: float) -> dict[str, Any]:
+        return {k: [x * factor for x in v[k]] if k == "runs" else v[k] * factor for k in v}
+
+    def row(title: str, key: str, digits: int = 0, factor: float = 1.0) -> list[str]:
+        return [title] + [
+            cell(scaled(r[n][key], factor), digits) if key in r[n] else "—" for n in names
+        ]
+
+    def pair(title: str, key: str, digits: int = 0) -> list[str]:
+        return [title] + [
+            f"{cell(r[n][key + '_mean'], digits)} / {cell(r[n][key + '_p90'], digits)}"
+            if key + "_mean" in r[n]
+            else "—"
+            for n in names
+        ]
+
+    quality = table(
+        ["", *names],
+        [
+            row(f"rides matched (of {num(s['rides'])} requested)", "matched"),
+            row("match rate %", "match_rate", 1, 100.0),
+            row("ended `no_drivers_available`", "no_drivers_available"),
+            row(f"cancelled by the rider (after {num(s['rider_patience_s'])} s)",
+                "cancelled_by_rider"),
+            pair("pickup distance m, mean / p90", "pickup_m"),
+            pair("pickup time s (accept -> at the pickup), mean / p90", "pickup_s"),
+            pair("rider wait s (request -> driver at the pickup), mean / p90", "wait_s"),
+            pair("time to first offer s (rides offered), mean / p90", "first_offer_s", 1),
+            pair("time to acceptance s, mean / p90", "accept_s", 1),
+            row("offers per matched ride", "offers_per_matched_ride", 2),
+            row("offers made", "offers"),
+            row("driver utilisation % (demand window)", "utilisation", 1, 100.0),
+            row(
+                f"requests with no idle driver within {num(s['local_m'] / 1000)} km on arrival",
+                "requests_without_idle_driver_within_local_m",
+            ),
+            row("fewest idle drivers at any second", "min_idle_drivers"),
+        ],
+    )  # fmt: skip
+    cost = table(
+        ["", *names],
+        [
+            row("dispatch rounds", "rounds"),
+            row("`run_round` wall time ms, median", "round_ms_median", 2),
+            row("`run_round` wall time ms, p99", "round_ms_p99", 2),
+            row("dispatch transactions, wall time s in all", "dispatch_wall_s", 1),
+            row("replay wall time s", "replay_wall_s", 1),
+        ],
+    )  # fmt: skip
+
+    def of(
+        runs: dict[str, Any], key: str, sub: str | None = None, factor: float = 1.0, digits: int = 0
+    ) -> str:
+        values = []
+        for n in names:
+            v = runs[n][key] if sub is None else runs[n][key][sub]
+            values.append("—" if v is None else num(v * factor, digits))
+        return " / ".join(values)
+
+    per_seed_rows = [
+        [
+            str(seed),
+            of(p["seeds"][str(seed)], "match_rate", factor=100.0, digits=1),
+            of(p["seeds"][str(seed)], "pickup_m", "mean"),
+            of(p["seeds"][str(seed)], "pickup_s", "mean"),
+            of(p["seeds"][str(seed)], "pickup_s", "p90"),
+            of(p["seeds"][str(seed)], "wait_s", "mean"),
+        ]
+        for seed in seeds
+    ]  # fmt: skip
+    slash = " / ".join(names)
+    against = "; ".join(
+        f"{n} "
+        + ", ".join(
+            f"{num(100 * p['seeds'][str(x)][n]['pickup_s']['mean'] / base, 1)} %"
+            for x in seeds
+            if (base := p["seeds"][str(x)]["sequential"]["pickup_s"]["mean"])
+        )
+        for n in names
+        if n != "sequential" and "sequential" in names
+    )
+    per_seed = table(
+        ["seed", f"match rate % ({slash})", "pickup m, mean", "pickup s, mean",
+         "pickup s, p90", "wait s, mean"],
+        per_seed_rows,
+    )  # fmt: skip
+    over = (
+        f"{len(seeds)} seeds ({', '.join(str(x) for x in seeds)}); cells show the median over "
+        "the seeds and, in brackets, the lowest and highest"
+        if several
+        else f"one seed ({seeds[0]}); every cell is that one replay"
+    )
+    matched = sum(run["matched"] for per in p["seeds"].values() for run in per.values())
+    m = s["machine"]
+    return f"""## 2c. Dispatch quality: one seeded demand under {", ".join(names)}
+
+**What.** The same synthetic demand replayed once per dispatch strategy against the real
+engine, {over}. {num(s["drivers"])} drivers in the city of benchmark 2 (same box and
+mixture, {int(s["driver_hotspot_share"] * 100)} % around the hotspots), all available; \
+{num(s["rides"])} ride requests over {num(s["demand_s"] / 60)} simulated minutes (a Poisson
+process: sorted uniform arrival times), each by its own rider, origins around a hotspot
+({int(s["demand_hotspot_share"] * 100)} %) or anywhere in the box, destinations
+{num(s["trip_m"][0] / 1000)}{DASH}{num(s["trip_m"][1] / 1000)} km away in a random
+direction. A driver answers an offer after {s["answer_delay_s"][0]}{DASH}\
+{s["answer_delay_s"][1]} s: accepts ({int(s["accept_p"] * 100)} %), declines
+({int(s["decline_p"] * 100)} %) or never answers (the rest: the offer expires); a rider
+still unmatched after {num(s["rider_patience_s"])} s cancels. Engine defaults otherwise:
+search timeout {num(pol["search_timeout_s"])} s, offers open {num(pol["offer_ttl_s"])} s,
+retry every {num(pol["retry_interval_s"])} s, rings up to {num(pol["radius_m"] / 1000)} km,
+broadcast to {pol["broadcast_k"]}, batch window {num(pol["batch_window_s"])} s with
+{pol["batch_k"]} candidates per ride, fixes fresh for {num(pol["stale_after_s"])} s.
+
+**How.** `bench/dispatch_quality.py`: a discrete-time simulation on a simulated clock in
+{s["step_s"]} s steps (from {s["start"]}, so `StraightLineEta` drives at
+{num(s["speed_kmh"])} km/h with a {s["detour"]} detour), calling the engine's own service
+functions on a SQLite file migrated with `upgrade`, with the in-process location store.
+Each step, in one transaction per action as the API does: new requests (`request_ride`,
+then `open_search` as the dispatch handler does on `rides.requested`); the drivers' answers
+due (`accept`, `decline`; an answer to an offer that is gone is refused and ignored, as a
+driver app would); arrivals (`arrive` and `start` at the pickup, `complete` at the
+drop-off, then the trip end the dispatch handler records); riders out of patience
+(`cancel`); a fix from every driver once per {s["report_every_s"]} s; `expire_offers`; then
+dispatch rounds as `Dispatcher.tick` runs them (sequential and broadcast: claim one due
+search per transaction until none is due; batch: every due search in one round per
+window). An accepted driver drives to the pickup, then to the destination, in a straight
+line at the speed that makes the drive take exactly the ETA model's time, and is idle
+where the trip ended. Every random draw comes from a generator seeded per ride, per driver
+or per ride and driver pair, so every strategy sees the same demand and the same drivers,
+and a driver offered the same ride answers the same way after the same delay. Times of
+the service are simulated seconds; the wall-clock
+figures are `perf_counter` around each `run_round` (the claim and the commit around it are
+in "dispatch transactions"). The replay ends when every search has ended after the demand
+window; riders whose driver was still on the way then ({c["picked_up_after_replay_end"]} of
+the {num(matched)} matched rides of the {c["replays"]} replays) count with the arrival time
+fixed at the accept. Pickup distance: straight line from
+where the driver was when they accepted; utilisation: share of driver-seconds of the demand
+window spent driving to a pickup or with a rider.
+
+{quality}
+
+**Per seed** ({slash}). Mean pickup time against sequential's in the same seed:
+{against}.
+
+{per_seed}
+
+**What it cost**, wall clock on {m["cpu"]} ({m["nproc"]} cores), Python {m["python"]}; a
+batch round advances every due search, a sequential or broadcast round one:
+
+{cost}
+
+Checks: the replay's own account of rides by outcome and of offers made and accepted agreed
+with the database's rows in {c["replay_agrees_with_database"]} of {c["replays"]} replays (the
+benchmark fails otherwise); rides still searching at the end: {c["still_searching_at_end"]};
+dispatcher ticks that hit the worker's {num(s["max_steps_per_tick"])}-search cap:
+{c["capped_ticks"]}. The whole benchmark took {num(p["wall_s"])} s.
+"""
+
+
 def section_ingest_store(p: dict[str, Any]) -> str:
     r = p["results"]
     s = p["settings"]
@@ -399,8 +568,10 @@ empty tables / keys; {s["repeats"]} runs.
 transactions lock rows in one order. No spatial index: a real PostgreSQL location store
 would need one (PostGIS or a geohash column) to answer nearest queries, which costs more
 per write. (b) `RedisLocationStore.record_many` (one Lua call per 500 fixes: the ingest rules,
-driver state, region sets, and, as in production, a PUBLISH of each new live position;
-also measured without publishing), {s["workers"]} asyncio tasks. (c) Baselines: the same
+driver state, region sets, and, as in production, a PUBLISH of each new live position of a
+driver someone follows: {s.get("followed_share", 0.3):.0%} of the drivers here, as a rider
+waiting or riding follows their driver at a busy hour; also measured with every driver
+followed and without publishing), {s["workers"]} asyncio tasks. (c) Baselines: the same
 points as pipelined `GEOADD` from the same redis-py client and tasks; and the same
 {num(s["fixes"])} `GEOADD` commands streamed by `redis-cli --pipe`, the Redis server's own
 ceiling without Python in the loop.
@@ -515,20 +686,297 @@ sampled drivers had a stored live position from the last minute
 """
 
 
+def _dur(value: float | None, missing: str = "no offer") -> str:
+    """A duration given in ms: ms below a second, seconds above; None = ``missing``."""
+    if value is None:
+        return missing
+    if abs(value) >= 1000:
+        return f"{value / 1000:,.1f} s"
+    return f"{value:,.1f} ms"
+
+
+def section_dispatch_latency(p: dict[str, Any]) -> str:
+    s = p["settings"]
+    runs = p["strategies"]
+    names = list(runs)
+
+    def label(name: str) -> str:
+        window = runs[name].get("batch_window_s")
+        return f"{name} (window {num(window, 1)} s)" if window else name
+
+    header = ["", *[label(n) for n in names]]
+    latency_rows = []
+    for key, title in (
+        ("accepted", "rides accepted (202) of requests sent"),
+        ("rate", "requests/s achieved (offered)"),
+        ("202", "202 response time p50 / p99"),
+        ("p50", "**offer latency p50**"),
+        ("p90", "offer latency p90"),
+        ("p99", "**offer latency p99**"),
+        ("max", "offer latency max"),
+        ("within", f"rides with an offer within {num(s['within_s'])} s"),
+        ("none", "rides with no offer by the end of the drain"),
+        ("offered", "among the rides offered: p50 / p99"),
+        ("idle", f"unloaded ({s['idle_rides']} rides one at a time): offer p50 / p99"),
+        ("idle202", "unloaded: 202 response time p50 / p99"),
+        ("probe", "baseline: Redis PUBLISH -> message, p50 / p99 unloaded; under the load"),
+    ):
+        row = [title]
+        for name in names:
+            r = runs[name]
+            load, lat, idle = r["load"], r["offer_latency_ms"], r["unloaded"]
+            cells = {
+                "accepted": f"{num(load['accepted_202'])} of {num(load['requests'])}",
+                "rate": f"{num(load['achieved_rate_per_s'], 1)} "
+                f"({num(r['rides_offered_rate_per_s'], 1)})",
+                "202": f"{_dur(load['response_202_ms']['p50'])} / "
+                f"{_dur(load['response_202_ms']['p99'])}",
+                "within": f"{num(lat['offered_within_5s'])} of {num(lat['n'])}",
+                "none": num(lat["no_offer"]),
+                "offered": f"{_dur(lat['offered_only']['p50'], '—')} / "
+                f"{_dur(lat['offered_only']['p99'], '—')}"
+                if "offered_only" in lat
+                else "—",
+                "idle": f"{_dur(idle['offer_latency_ms']['p50'])} / "
+                f"{_dur(idle['offer_latency_ms']['p99'])}",
+                "idle202": f"{_dur(idle['response_202_ms']['p50'])} / "
+                f"{_dur(idle['response_202_ms']['p99'])}",
+                "probe": "; ".join(
+                    f"{_dur(r['publish_probe_ms'][k]['p50'])} / "
+                    f"{_dur(r['publish_probe_ms'][k]['p99'])}"
+                    for k in ("unloaded", "under_load")
+                ),
+            }
+            row.append(cells.get(key) or _dur(lat[key]))
+        latency_rows.append(row)
+    stage_labels = list(runs[names[0]]["path"]["stages"])
+    stage_rows = []
+    for stage in stage_labels:
+        row = [stage]
+        for name in names:
+            loaded = runs[name]["path"]["stages"][stage]
+            idle = runs[name]["unloaded"]["path"]["stages"][stage]
+            row.append(
+                f"{_dur(loaded.get('p50'), '—')} / {_dur(loaded.get('p99'), '—')}"
+                f" (unloaded {_dur(idle.get('p50'), '—')})"
+            )
+        stage_rows.append(row)
+    stage_rows.append(
+        [
+            "rides offered, of which the stamps above",
+            *[
+                f"{num(runs[n]['offer_latency_ms']['offered'])}, {num(runs[n]['path']['rides'])}"
+                for n in names
+            ],
+        ]
+    )
+    rate_rows = []
+    for key, title in (
+        ("posts_sent", "POST /rides sent"),
+        ("answered_202", "202 received"),
+        ("events_relayed", "`rides.requested` published to the stream (relay)"),
+        ("searches_opened", "searches opened (dispatch consumer)"),
+        ("first_offers_made", "first offers made (round began)"),
+        ("first_offers_pushed", "first offers pushed (subscriber)"),
+        ("offers_made_all", "all offers made (re-offers after expiry included)"),
+    ):
+        rate_rows.append([title, *[num(runs[n]["rates_during_load_per_s"][key], 1) for n in names]])
+    metric_rows = []
+    for key, title in (
+        ("rounds", "rounds"),
+        ("rounds_per_s", "rounds/s"),
+        ("round_mean_ms", "mean round"),
+        ("round_p99_bucket_le_ms", "p99 round (bucket upper bound)"),
+        ("in_rounds_share", "share of the time inside a round"),
+        ("steps_by_outcome", "steps by outcome"),
+        ("offers", "offers made / expired"),
+        ("post_rides_server_mean_ms", "POST /rides, server's own mean"),
+    ):
+        row = [title]
+        for name in names:
+            m = runs[name]["metrics_during_load"]
+            value = m[key]
+            if key == "steps_by_outcome":
+                cell_text = ", ".join(f"{k} {num(v)}" for k, v in value.items()) or "—"
+            elif key == "offers":
+                cell_text = f"{num(value)} / {num(m['offers_expired'])}"
+            elif key in ("round_mean_ms", "post_rides_server_mean_ms"):
+                cell_text = _dur(value, "—")
+            elif key == "round_p99_bucket_le_ms":
+                cell_text = "> 5 s" if value is None and m["rounds"] else _dur(value, "—")
+            elif key == "in_rounds_share":
+                cell_text = f"{value:.0%}" if value is not None else "—"
+            else:
+                cell_text = num(value, 1 if key == "rounds_per_s" else 0)
+            row.append(cell_text)
+        metric_rows.append(row)
+    cpu_rows = []
+    for key, title in (
+        ("server_process", "`ridehail serve` (API + relay + dispatcher)"),
+        ("postgresql_all_processes", "PostgreSQL (every backend on the machine)"),
+        ("redis", "Redis"),
+        ("load_generator", "load generator"),
+        ("subscriber", "subscriber"),
+        ("other_processes", "other processes on the machine"),
+        ("machine", f"whole machine (of {s['machine']['nproc']})"),
+    ):
+        cpu_rows.append([title, *[num(runs[n]["cpu_cores_during_load"][key], 2) for n in names]])
+    cpu_rows.append(
+        [
+            "share of the time some task waited for a CPU (PSI)",
+            *[f"{runs[n]['cpu_cores_during_load']['cpu_pressure']:.0%}" for n in names],
+        ]
+    )
+    if all("postgresql_transactions_per_s_during_load" in runs[n] for n in names):
+        cpu_rows.append(
+            [
+                "PostgreSQL transactions/s, committed / rolled back (pool pre-ping)",
+                *[
+                    f"{num(x['committed'])} / {num(x['rolled_back'])}"
+                    for x in (runs[n]["postgresql_transactions_per_s_during_load"] for n in names)
+                ],
+            ]
+        )
+    segment_rows = []
+    longest = max(len(runs[n]["segments"]) for n in names)
+    for i in range(longest):
+        first = next(runs[n]["segments"][i] for n in names if i < len(runs[n]["segments"]))
+        row = [f"{num(first['from_s'])}{DASH}{num(first['from_s'] + s['segment_s'])} s"]
+        for name in names:
+            segs = runs[name]["segments"]
+            row.append(
+                f"{_dur(segs[i]['p50'])} / {_dur(segs[i]['p99'])} ({num(segs[i]['rides'])})"
+                if i < len(segs)
+                else "—"
+            )
+        segment_rows.append(row)
+    behind = []
+    for name in names:
+        rates = runs[name]["rates_during_load_per_s"]
+        arriving = rates["answered_202"]
+        for key, point in (
+            ("events_relayed", "the outbox relay"),
+            ("searches_opened", "the dispatch consumer (opening searches)"),
+            ("first_offers_made", "the dispatcher (first offers)"),
+        ):
+            if rates[key] < 0.95 * arriving:
+                behind.append(
+                    f"{name}: {point}, {num(rates[key], 1)} rides/s of "
+                    f"{num(arriving, 1)}/s arriving"
+                )
+                break
+        else:
+            behind.append(f"{name}: none, every stage kept up with {num(arriving, 1)}/s")
+    seq = runs.get("sequential")
+    verdict = ""
+    if seq is not None:
+        p99 = seq["offer_latency_ms"]["p99"]
+        met = p99 is not None and p99 <= s["target_p99_ms"]
+        verdict = (
+            f"**Target (p99 <= {num(s['target_p99_ms'])} ms, sequential): "
+            f"{'met' if met else 'not met'}** {DASH} p99 {_dur(p99)}"
+            f" (unloaded, one ride at a time: p99 "
+            f"{_dur(seq['unloaded']['offer_latency_ms']['p99'])}).\n\n"
+        )
+    return f"""## 6. Dispatch latency: `POST /rides` -> offer pushed, {num(s["drivers"])} drivers, \
+{num(s["rides_per_min"])} rides/min
+
+**What.** For each ride, the time from the 202 answering its `POST /api/v1/rides` to the
+first offer for it arriving on a driver's offer channel, with {num(s["drivers"])} available
+drivers in the store and rides requested at {num(s["rides_per_min"])} a minute
+({num(s["rides_per_min"] / 60, 1)}/s, ten times the design peak) for {num(s["seconds"])} s,
+each by a different rider, pickup and drop-off drawn from benchmark 2's city. Drivers never
+answer: an offer expires after its TTL (15 s) and the search moves on to the next driver;
+only a ride's first offer counts. Strategies: {", ".join(label(n) for n in names)}.
+
+**How.** `bench/dispatch_latency.py`, once per strategy, each against a fresh
+{s["server"]}, with its own PostgreSQL database and Redis key prefix. Only
+`RIDEHAIL_DISPATCH_STRATEGY` (and the batch window) and `RIDEHAIL_LOCATION_STALE_AFTER_S`
+differ from the defaults; the latter is {num(s["location_stale_after_s"])} s so that the
+positions seeded once stay fresh for the whole run without a second load on the machine.
+Set-up, not measured: the drivers' and riders' rows are bulk-inserted with COPY (the public
+sign-up hashes a password per account with argon2id, far too slow for 60,000 accounts;
+nobody logs in here, so the stored hash is a placeholder no password matches), the drivers
+available, active, 4 seats; their positions go into Redis through
+`RedisLocationStore.record_many` with the server's key prefix and region resolution; the
+riders' tokens are minted by `ridehail.accounts.Tokens` with the server's
+`RIDEHAIL_JWT_SECRET`.
+
+A separate subscriber process PSUBSCRIBEs (redis-py asyncio) to every driver's offer
+channel, `<prefix>rt:driver:*:offers`, before the first ride and stamps each message as it
+arrives with `time.monotonic` (CLOCK_MONOTONIC, the load generator's clock too). The load
+generator sends each ride at its slot of a fixed schedule (open loop: a slow answer does not
+hold back the next request) from a minimal keep-alive HTTP/1.1 client on uvloop (httpx cost
+more CPU per request than the server and fell seconds behind the schedule), and stamps each
+202 as it arrives. After the last request it waits until every ride has had an offer, at
+most {num(s["drain_s"])} s; a ride still without one counts as infinitely late, and a
+percentile that falls on such rides reads "no offer". Baselines in the same run: the 202
+itself; {s["idle_rides"]} rides requested one at a time on the unloaded server just before
+the load ("unloaded"); and a Redis `PUBLISH` -> message round trip through the same
+subscriber, one every {num(s["probe_every_s"], 1)} s, unloaded and under the load. One run
+per strategy, not repeated ({", ".join(f"{n} {num(runs[n]['wall_s'])} s" for n in names)},
+set-up and drain included): the cells are that run's figures.
+
+{verdict}{table(header, latency_rows)}
+
+**Where the time went.** Each offered ride's time, split at the server's own timestamps
+(wall clock, mapped onto the monotonic clock): the outbox row's `published_at` (set by the
+relay right after its `XADD`), the search's `created_at` (the dispatch consumer took the
+event) and the first offer's `created_at` (when the round that made it began). Under the
+load p50 / p99, and (in brackets) the p50 of the unloaded rides. A small negative value
+means the two stamps are taken in an order other than the path's (the relay marks its rows
+published after the consumer may already have started).
+
+{table(header, stage_rows)}
+
+**Rides per second through each point** while the load ran (from the same timestamps): a
+point slower than the arrivals queues them up, and no point after it can go faster. The
+first point that fell behind (below 95 % of the 202s): {"; ".join(behind)}.
+
+{table(header, rate_rows)}
+
+In one process each stage is one sequential loop: the relay publishes up to 200 events per
+transaction; the dispatch consumer handles `rides.requested` events one at a time, each in
+its own transaction; the sequential and broadcast dispatchers advance one search per
+transaction (a round) and the batch dispatcher every due search once per window.
+
+**The dispatcher's own figures** (`/metrics` of the server, the increase over the
+{num(runs[names[0]]["metrics_during_load"]["seconds"])} s of load;
+`ridehail_dispatch_round_seconds`: claim, candidates, ranking, offers, commit;
+`ridehail_dispatch_steps_total` by outcome):
+
+{table(header, metric_rows)}
+
+**CPU during the load**, in cores (CPU seconds per second: 1.0 = one core busy), from
+`/proc` and Redis `INFO`. The machine is shared: "other processes" is whatever else ran on
+it meanwhile. Last row: the transactions of the server's database (`pg_stat_database`); the
+connection pool checks every connection it hands out with a transaction it rolls back.
+
+{table(header, cpu_rows)}
+
+**Offer latency by when the ride was requested** (p50 / p99, rides in brackets): growing
+latency means the engine falls further behind the longer the load lasts.
+
+{table(["requested at", *header[1:]], segment_rows)}
+"""
+
+
 FILES = """## Files and knobs
 
 | file | what it is |
 |---|---|
-| `bench/run.sh` | what `make bench` runs: installs tools, runs seven programs, then the report |
+| `bench/run.sh` | what `make bench` runs: installs tools, runs nine programs, then the report |
 | `bench/ingest_http.py` | benchmark 1; starts the servers, signs up drivers, runs wrk |
 | `bench/ingest_stream.py`, `bench/post_batch.lua` | benchmark 1b: batches and WebSocket frames |
 | `bench/put_location.lua` | wrk script: rotating drivers, varying coordinates, counts non-2xx |
 | `bench/bare_asgi.py` | the baseline ASGI app and its uvicorn launcher |
 | `bench/nearest.py` | benchmark 2 |
 | `bench/dispatch_solver.py` | benchmark 2b: the batch solver against dense and greedy baselines |
+| `bench/dispatch_quality.py` | benchmark 2c: one seeded demand replayed under each strategy |
 | `bench/ingest_store.py` | benchmark 3 |
 | `bench/memory.py` | benchmark 4 |
 | `bench/soak.py`, `bench/soak.lua` | benchmark 5 and its paced wrk script |
+| `bench/dispatch_latency.py` | benchmark 6: POST /rides -> offer pushed, per strategy |
 | `bench/common.py` | the synthetic city, statistics, own database and Redis keys, machine facts |
 | `bench/report.py` | writes `bench/results/latest.json` and this file |
 
@@ -537,7 +985,12 @@ Environment variables for quicker or longer runs (defaults in brackets): `BENCH_
 `BENCH_WRK_CONNECTIONS` (32), `BENCH_HTTP_DRIVERS` (200), `BENCH_NEAREST_QUERIES` (2000),
 `BENCH_NEAREST_TASKS` (32), `BENCH_SOLVER_ROUNDS` (15), `BENCH_INGEST_FIXES` (200000),
 `BENCH_STREAM_DURATION_S` (10), `BENCH_BATCH_POINTS` (500), `BENCH_WS_CONNECTIONS` (20),
-`BENCH_SOAK_S` (300), `BENCH_SOAK_DRIVERS` (50000), `BENCH_SOAK_CONNECTIONS` (1000);
+`BENCH_SOAK_S` (300), `BENCH_SOAK_DRIVERS` (50000), `BENCH_SOAK_CONNECTIONS` (1000),
+`BENCH_DISPATCH_SECONDS` (60), `BENCH_DISPATCH_RIDES_PER_MIN` (10000),
+`BENCH_DISPATCH_DRIVERS` (50000), `BENCH_DISPATCH_STRATEGIES` (sequential,batch,broadcast),
+`BENCH_DISPATCH_BATCH_WINDOW_S` (2), `BENCH_DISPATCH_DRAIN_S` (30),
+`BENCH_QUALITY_DRIVERS` (300), `BENCH_QUALITY_RIDES` (300), `BENCH_QUALITY_MINUTES` (10),
+`BENCH_QUALITY_SEEDS` (3);
 `BENCH_REDIS_URL`, `BENCH_PG_HOST`, `BENCH_PG_PORT`, `BENCH_PG_USER` for other servers.
 
 ## Profiling the ingest path
@@ -555,9 +1008,6 @@ dependency) and sample the server, only while it holds the GIL:
 
 NOT_MEASURED = """## Not yet measured
 
-- **Dispatch latency** (ride requested -> offer visible to the nearest driver) and matching
-  throughput end to end: the dispatch engine's own issue (benchmark 2b times only the batch
-  solver, in-process).
 - **Nearest over HTTP** (`GET /api/v1/drivers/nearby`) end to end; benchmark 2 measures the
   stores.
 """
@@ -591,9 +1041,11 @@ def render(data: dict[str, Any]) -> str:
         section_stream(b["ingest_stream"]) if "ingest_stream" in b else "",
         section_nearest(b["nearest"]) if "nearest" in b else "",
         section_dispatch_solver(b["dispatch_solver"]) if "dispatch_solver" in b else "",
+        section_dispatch_quality(b["dispatch_quality"]) if "dispatch_quality" in b else "",
         section_ingest_store(b["ingest_store"]) if "ingest_store" in b else "",
         section_memory(b["memory"]) if "memory" in b else "",
         section_soak(b["soak"]) if "soak" in b else "",
+        section_dispatch_latency(b["dispatch_latency"]) if "dispatch_latency" in b else "",
     ]
     runtime = data.get("runtime_s")
     runtime_text = f" took {num(runtime)} s" if runtime else ""
@@ -617,7 +1069,7 @@ on the same machine. Run them all with:
 make bench        # needs PostgreSQL and Redis on 127.0.0.1 (make services starts them)
 ```
 
-`bench/run.sh` installs `wrk` (and `redis-tools`) with apt if missing, runs the seven programs
+`bench/run.sh` installs `wrk` (and `redis-tools`) with apt if missing, runs the nine programs
 below one after the other and regenerates this file and `bench/results/latest.json`. It
 creates its own PostgreSQL databases (`ridehail_bench_<random>`) and Redis keys
 (`ridehail_bench_<random>:*`) and removes them afterwards. One benchmark alone, then the
@@ -670,7 +1122,7 @@ def targets(b: dict[str, Any]) -> str:
             )
     if "ingest_store" in b:
         r = b["ingest_store"]["results"]
-        for key in ("redis_store", "redis_store_no_announce"):
+        for key in ("redis_store", "redis_store_all_followed", "redis_store_no_announce"):
             if key in r:
                 rate = r[key]["writes_per_s"]["median"]
                 rows.append(
@@ -760,6 +1212,53 @@ def targets(b: dict[str, Any]) -> str:
                 _verdict(total["median"] <= p["targets"]["round_ms_max"]),
             ]
         )
+    if "dispatch_quality" in b:
+        p = b["dispatch_quality"]
+        s = p["settings"]
+        r = p["results"]
+        names = [n for n in ("sequential", "broadcast", "batch") if n in r]
+
+        def trio(key: str, factor: float = 1.0, digits: int = 0) -> str:
+            return " / ".join(num(r[n][key]["median"] * factor, digits) for n in names)
+
+        seeds = len(s["seeds"])
+        rows.append(
+            [
+                f"dispatch quality, seeded replay: {num(s['rides'])} rides, "
+                f"{num(s['drivers'])} drivers, {num(s['demand_s'] / 60)} simulated min, "
+                f"{seeds} seed{'s' if seeds > 1 else ''}",
+                "measured side by side",
+                f"{' / '.join(names)}: match rate {trio('match_rate', 100, 1)} %; mean pickup "
+                f"{trio('pickup_m_mean')} m, {trio('pickup_s_mean')} s (p90 "
+                f"{trio('pickup_s_p90')} s); mean wait {trio('wait_s_mean')} s",
+                "measured",
+            ]
+        )
+    if "dispatch_latency" in b:
+        p = b["dispatch_latency"]
+        s = p["settings"]
+        runs = p["strategies"]
+        measured = []
+        for name, r in runs.items():
+            lat = r["offer_latency_ms"]
+            window = r.get("batch_window_s")
+            measured.append(
+                f"{name}{f' (window {num(window, 1)} s)' if window else ''}: p50 "
+                f"{_dur(lat['p50'])}, p99 {_dur(lat['p99'])}, {num(lat['offered_within_5s'])} "
+                f"of {num(lat['n'])} offered within {num(s['within_s'])} s"
+            )
+        seq = runs.get("sequential")
+        p99 = seq["offer_latency_ms"]["p99"] if seq else None
+        rows.append(
+            [
+                f"dispatch latency, POST /rides -> offer pushed, {num(s['drivers'])} drivers, "
+                f"{num(s['rides_per_min'])} rides/min",
+                f"p99 <= {num(s['target_p99_ms'])} ms (sequential)",
+                "; ".join(measured) + " (one run each, not medians; 'no offer': the percentile "
+                "falls on rides still without an offer at the end)",
+                _verdict(p99 is not None and p99 <= s["target_p99_ms"]) if seq else "—",
+            ]
+        )
     return table(["target", "required", "measured (medians)", "verdict"], rows)
 
 
@@ -767,7 +1266,7 @@ def summary(b: dict[str, Any]) -> str:
     """At a glance: the targets, then medians from the tables below."""
     return (
         "## At a glance\n\nThe targets of the location-service issue, numbered as there, "
-        "and of the dispatch batch solver, "
+        "of the dispatch batch solver, of dispatch quality and of dispatch latency, "
         "each against this run's medians; the sections below say how each was measured.\n\n"
         + targets(b)
     )

@@ -24,8 +24,10 @@ echo "machine: $(nproc) cores, $(uname -m), $($PY -V), load $(cut -d' ' -f1-3 /p
 "$PY" -m bench.ingest_stream
 "$PY" -m bench.nearest
 "$PY" -m bench.dispatch_solver
+"$PY" -m bench.dispatch_quality
 "$PY" -m bench.ingest_store
 "$PY" -m bench.memory
 "$PY" -m bench.soak
+"$PY" -m bench.dispatch_latency
 "$PY" -m bench.report --runtime-s "$(( $(date +%s) - start ))"
 echo "make bench took $(( $(date +%s) - start )) s"
