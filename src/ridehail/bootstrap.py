@@ -21,6 +21,8 @@ from ridehail.dispatch import (
     DispatchPolicy,
     StraightLineEta,
     Strategy,
+    open_searches_with_requests,
+    opened_searches,
     subscribe_dispatch,
 )
 from ridehail.locations.ports import DriverLocationStore
@@ -73,6 +75,7 @@ def dispatch_policy(settings: Settings) -> DispatchPolicy:
         batch_window_s=settings.dispatch_batch_window_s,
         batch_k=settings.dispatch_batch_k,
         batch_max_rides=settings.dispatch_batch_max_rides,
+        round_size=settings.dispatch_round_size,
         acceptance_weight_s=settings.dispatch_acceptance_weight_s,
         idle_weight=settings.dispatch_idle_weight,
         idle_cap_s=settings.dispatch_idle_cap_s,
@@ -129,7 +132,7 @@ def _adapters(
 
 def build(settings: Settings, *, roles: Collection[str] = ALL_ROLES) -> Container:
     """Wire every adapter for ``settings``; start nothing yet."""
-    db = Database(settings.database_url)
+    db = Database(settings.database_url, pre_ping=settings.database_pool_pre_ping)
     store, bus, pubsub, client = _adapters(settings)
     tokens = Tokens(
         secret=settings.resolved_jwt_secret,
@@ -160,6 +163,9 @@ def build(settings: Settings, *, roles: Collection[str] = ALL_ROLES) -> Containe
 
         db.on_commit(nudge_relay)
         container.components.append(relay)
+    if settings.dispatch_enabled:
+        # Whichever process requests a ride opens its search in the same transaction.
+        db.before_commit(open_searches_with_requests(dispatch_policy(settings)))
     if "dispatch" in roles and settings.dispatch_enabled:
         dispatcher = Dispatcher(
             db=db,
@@ -174,6 +180,12 @@ def build(settings: Settings, *, roles: Collection[str] = ALL_ROLES) -> Containe
         )
         subscribe_dispatch(bus, db=db, policy=dispatch_policy(settings), nudge=dispatcher.nudge)
         runtime.nudge_dispatch = dispatcher.nudge
+
+        def nudge_dispatcher(session: AsyncSession) -> None:
+            if opened_searches(session):
+                dispatcher.nudge()
+
+        db.on_commit(nudge_dispatcher)
         container.dispatcher = dispatcher
         container.components.append(dispatcher)
     if "realtime" in roles:

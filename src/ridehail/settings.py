@@ -22,6 +22,9 @@ class Settings(BaseSettings):
 
     database_url: str = DEFAULT_DATABASE_URL
     redis_url: str | None = None
+    #: Check each pooled PostgreSQL connection before use (a round trip per transaction).
+    #: Off: a connection broken by a database restart fails one transaction, then is dropped.
+    database_pool_pre_ping: bool = False
     redis_key_prefix: str = "ridehail:"
     #: Connections per process (the pub/sub reader and each blocking stream read hold one).
     redis_max_connections: int = Field(default=256, ge=8)
@@ -73,6 +76,9 @@ class Settings(BaseSettings):
     dispatch_batch_window_s: float = Field(default=2.0, gt=0)
     dispatch_batch_k: int = Field(default=10, gt=0, le=100)
     dispatch_batch_max_rides: int = Field(default=1_000, gt=0)
+    #: Sequential and broadcast: due searches one dispatch transaction takes at most (each
+    #: still offers to its own best driver; two never pick the same one).
+    dispatch_round_size: int = Field(default=50, gt=0, le=1_000)
     #: Ranking: seconds of pickup time a never-accepting driver is penalised by, and the
     #: seconds of pickup time one idle second is worth (idle capped at idle_cap_s).
     dispatch_acceptance_weight_s: float = Field(default=60.0, ge=0)

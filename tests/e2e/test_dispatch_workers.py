@@ -6,11 +6,14 @@ worker held is taken over by the other one within seconds.
 It runs with the sequential strategy and with broadcast (several drivers hold offers for one
 ride and race to accept it).
 
-The kill is made to land mid-work every time: the test briefly holds an EXCLUSIVE lock on
-``dispatch_searches`` (plain reads still pass), requests one more ride and waits until a
-worker has read that ride's ``rides.requested`` entry from the stream. That worker is then
-inside the handler's transaction, blocked on the lock, with the entry unacknowledged; it is
-the one killed. The lock is released and the other worker has to carry on alone.
+The kill is made to land mid-work every time: the test requests one more ride, then briefly
+holds an EXCLUSIVE lock on ``messaging_processed_events`` (what a handler writes first) and
+has that ride's rider cancel it, and waits until a worker has read a ``rides.status_changed``
+entry (the cancellation's, or one of the status changes the drivers keep making). That
+worker is then inside the handler's
+transaction, blocked on the lock, with the entry unacknowledged; it is the one killed. The
+lock is released and the other worker has to carry on alone (closing the cancelled ride's
+search and withdrawing its offers among the rest).
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ import pytest
 import redis.asyncio as aioredis
 from fastapi import FastAPI
 
-from ridehail.contracts import RideRequested
+from ridehail.contracts import RideRequested, RideStatusChanged
 from ridehail.dispatch.handlers import CONSUMER as DISPATCH_GROUP
 from ridehail.dispatch.handlers import TOPICS as DISPATCH_TOPICS
 from ridehail.kernel.geo import offset
@@ -272,10 +275,12 @@ class Bus:
             return []
         return [str(c["name"]) for c in found]
 
-    async def holder_of(self, stream: str, ride_id: str) -> str | None:
-        """The consumer that read ``ride_id``'s entry of ``stream`` and has not acknowledged
-        it, if one has."""
+    async def holder_of(self, stream: str, ride_id: str | None) -> str | None:
+        """The consumer that read ``ride_id``'s entry of ``stream`` (any entry: None) and
+        has not acknowledged it, if one has."""
         for entry in await self.client.xpending_range(stream, DISPATCH_GROUP, "-", "+", 1000):
+            if ride_id is None:
+                return str(entry["consumer"])
             entry_id = entry["message_id"]
             for _, fields in await self.client.xrange(stream, entry_id, entry_id) or ():
                 if fields and json.loads(fields["payload"]).get("ride_id") == ride_id:
@@ -376,6 +381,7 @@ async def test_two_dispatch_workers_one_killed_mid_work(
     logs = [log for _, log in processes.procs]
     dsn = profiles.asyncpg_dsn(pg_db)
     requested = f"{redis_prefix}stream:{RideRequested.topic}"
+    changed = f"{redis_prefix}stream:{RideStatusChanged.topic}"
     journal = Journal()
     rng = random.Random(SEED)
     problems: list[str] = []
@@ -478,18 +484,26 @@ async def test_two_dispatch_workers_one_killed_mid_work(
             # 2. SIGKILL a worker that holds an unacknowledged entry in an open transaction.
             locker = await asyncpg.connect(dsn)
             try:
+                held_ride = await request(held_rider)
                 async with locker.transaction():
                     await locker.execute("SET LOCAL lock_timeout = '10s'")
-                    await locker.execute("LOCK TABLE dispatch_searches IN EXCLUSIVE MODE")
-                    held_ride = await request(held_rider)
+                    await locker.execute("LOCK TABLE messaging_processed_events IN EXCLUSIVE MODE")
+                    cancelled = await api.act(held_rider, held_ride, "cancel")
+                    assert cancelled.status_code == 200, cancelled.text
                     holders: list[str] = []
 
                     async def read_by_a_worker() -> bool:
-                        holders.append(await bus.holder_of(requested, held_ride) or "")
+                        # The cancellation's entry if a worker has it, else any status
+                        # change a worker is stuck on (drivers keep moving rides along).
+                        holders.append(
+                            await bus.holder_of(changed, held_ride)
+                            or await bus.holder_of(changed, None)
+                            or ""
+                        )
                         return bool(holders[-1])
 
                     await wait_until(
-                        f"a worker reading the request of {held_ride}",
+                        f"a worker stuck on a status change (or the cancellation of {held_ride})",
                         read_by_a_worker,
                         10,
                         diagnose,
@@ -505,7 +519,7 @@ async def test_two_dispatch_workers_one_killed_mid_work(
                 await locker.close()  # the lock goes with the transaction, even on failure
             print(
                 f"{journal.at()} SIGKILLed dispatch worker {victim.pid} ({dead_consumer}), "
-                f"unacknowledged: {held_at_kill}, among them the request of {held_ride}"
+                f"unacknowledged: {held_at_kill}; {held_ride} was cancelled meanwhile"
             )
 
             # 3. The survivor carries on: rides requested after the kill are dispatched and

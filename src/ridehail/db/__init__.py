@@ -2,6 +2,6 @@
 
 from ridehail.db.base import Base, UTCDateTime
 from ridehail.db.engine import Database
-from ridehail.db.outbox import OutboxEvent, add_event
+from ridehail.db.outbox import OutboxEvent, add_event, staged_events
 
-__all__ = ["Base", "Database", "OutboxEvent", "UTCDateTime", "add_event"]
+__all__ = ["Base", "Database", "OutboxEvent", "UTCDateTime", "add_event", "staged_events"]

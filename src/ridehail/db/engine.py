@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import asyncpg
+import structlog
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
@@ -19,6 +20,8 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from ridehail.db.outbox import wrote_events
+
+log = structlog.get_logger("ridehail.db")
 
 READ_ONLY = "ridehail_read_only"
 #: PostgreSQL NOTIFY channel: a transaction that wrote outbox events signals it on commit,
@@ -47,7 +50,7 @@ def _sqlite_begin(conn: Any) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def make_engine(url: str, *, pool_size: int = 20) -> AsyncEngine:
+def make_engine(url: str, *, pool_size: int = 20, pre_ping: bool = False) -> AsyncEngine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
@@ -57,24 +60,36 @@ def make_engine(url: str, *, pool_size: int = 20) -> AsyncEngine:
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine
     return create_async_engine(
-        url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, pool_recycle=1800
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        # A ping per checkout costs a round trip per transaction; without it a connection
+        # broken by a database restart fails one transaction and is then discarded.
+        pool_pre_ping=pre_ping,
+        pool_recycle=1800,
     )
 
 
 class Database:
     """Owns the engine; hands out units of work (one session, one transaction)."""
 
-    def __init__(self, url: str, *, pool_size: int = 20) -> None:
+    def __init__(self, url: str, *, pool_size: int = 20, pre_ping: bool = False) -> None:
         self.url = url
-        self.engine = make_engine(url, pool_size=pool_size)
+        self.engine = make_engine(url, pool_size=pool_size, pre_ping=pre_ping)
         self.dialect = self.engine.dialect.name
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
         self._after_commit: list[Callable[[AsyncSession], None]] = []
+        self._before_commit: list[Callable[[AsyncSession], Awaitable[None]]] = []
         self._notify = self.dialect == "postgresql"
 
     @property
     def is_sqlite(self) -> bool:
         return self.dialect == "sqlite"
+
+    def before_commit(self, callback: Callable[[AsyncSession], Awaitable[None]]) -> None:
+        """Run ``await callback(session)`` in every transaction just before it commits, as
+        part of it (a domain reacting to another's staged events atomically)."""
+        self._before_commit.append(callback)
 
     def on_commit(self, callback: Callable[[AsyncSession], None]) -> None:
         """Run ``callback(session)`` after every successful commit (e.g. nudge the relay)."""
@@ -86,6 +101,8 @@ class Database:
         async with self._sessions() as session:
             try:
                 yield session
+                for hook in self._before_commit:
+                    await hook(session)
                 if self._notify and wrote_events(session):
                     # Delivered by PostgreSQL only if (and when) the transaction commits.
                     await session.execute(text(f"NOTIFY {OUTBOX_CHANNEL}"))
@@ -129,6 +146,21 @@ class Database:
             yield lost
         finally:
             await conn.close()
+
+    async def listen(self, channel: str, callback: Callable[[], None]) -> None:
+        """Call ``callback`` on every NOTIFY on ``channel``, and once on every (re)connect
+        for whatever was sent while not listening; runs until cancelled, re-opening a lost
+        connection after a second."""
+        while True:
+            try:
+                async with self.listening(channel, callback) as lost:
+                    callback()
+                    await lost.wait()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("listen_failed", channel=channel, error=str(exc))
+            await asyncio.sleep(1.0)
 
     async def ping(self) -> None:
         async with self.engine.connect() as conn:

@@ -15,6 +15,7 @@ from ridehail.db.base import Base, UTCDateTime
 from ridehail.kernel.clock import utcnow
 
 OUTBOX_FLAG = "ridehail.outbox.written"
+STAGED = "ridehail.outbox.staged"
 
 
 class OutboxEvent(Base):
@@ -52,7 +53,13 @@ def add_event(session: AsyncSession, event: IntegrationEvent) -> None:
         )
     )
     session.info[OUTBOX_FLAG] = True
+    session.info.setdefault(STAGED, []).append(event)
 
 
 def wrote_events(session: AsyncSession) -> bool:
     return bool(session.info.get(OUTBOX_FLAG))
+
+
+def staged_events(session: AsyncSession) -> list[IntegrationEvent]:
+    """The events this transaction has written so far (for before-commit reactions)."""
+    return list(session.info.get(STAGED, ()))

@@ -5,7 +5,12 @@ from ridehail.dispatch.handlers import subscribe as subscribe_dispatch
 from ridehail.dispatch.policy import DispatchPolicy, Strategy
 from ridehail.dispatch.schemas import OfferOut
 from ridehail.dispatch.service import open_offers
-from ridehail.dispatch.worker import Dispatcher, offer_channel
+from ridehail.dispatch.worker import (
+    Dispatcher,
+    offer_channel,
+    open_searches_with_requests,
+    opened_searches,
+)
 
 __all__ = [
     "DispatchPolicy",
@@ -16,5 +21,7 @@ __all__ = [
     "Strategy",
     "offer_channel",
     "open_offers",
+    "open_searches_with_requests",
+    "opened_searches",
     "subscribe_dispatch",
 ]

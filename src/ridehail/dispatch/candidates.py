@@ -20,6 +20,7 @@ the last trip, capped.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -137,16 +138,20 @@ async def gather(
     where = {s.ride_id: (0, policy.candidates) for s in searches}
     open_searches = list(searches)
     while open_searches:
-        found: dict[str, list[locations.NearbyDriver]] = {}
-        for search in open_searches:
-            ring, limit = where[search.ride_id]
-            found[search.ride_id] = await store.nearest(
-                latitude=search.pickup_latitude,
-                longitude=search.pickup_longitude,
-                radius_m=rings[ring],
-                limit=limit,
-                fresh_since=fresh_since,
+        # The store's searches all at once (Redis pipelines them on its connections).
+        hits = await asyncio.gather(
+            *(
+                store.nearest(
+                    latitude=search.pickup_latitude,
+                    longitude=search.pickup_longitude,
+                    radius_m=rings[where[search.ride_id][0]],
+                    limit=where[search.ride_id][1],
+                    fresh_since=fresh_since,
+                )
+                for search in open_searches
             )
+        )
+        found = {s.ride_id: h for s, h in zip(open_searches, hits, strict=True)}
         await facts.learn(session, {n.driver_id for hits in found.values() for n in hits})
         still_open = []
         for search in open_searches:

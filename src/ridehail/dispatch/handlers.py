@@ -24,6 +24,13 @@ def make_handler(
 ) -> Callable[[Message], Awaitable[None]]:
     async def handle(message: Message) -> None:
         now = utcnow()
+        if message.topic == RideRequested.topic:
+            # Normally the request's own transaction opened the search: nothing to write.
+            ride_id = str(message.payload["ride_id"])
+            async with db.read_only() as session:
+                if await repository.get_search(session, ride_id) is not None:
+                    nudge()
+                    return
         async with db.transaction() as session:
             if not await first_time(session, consumer=CONSUMER, event_id=message.id):
                 return

@@ -41,6 +41,8 @@ class DispatchPolicy:
     batch_k: int = 10
     #: Searches one batch round takes at most (SKIP LOCKED shares the rest out).
     batch_max_rides: int = 1_000
+    #: Sequential and broadcast: due searches advanced together in one transaction.
+    round_size: int = 50
     #: Score = ETA + acceptance_weight_s x (1 - acceptance rate) - idle_weight x idle seconds
     #: (idle capped at idle_cap_s). Defaults: a driver who never accepts ranks as if one
     #: minute further away; 10 minutes idle is worth 30 s of pickup time, at most 90 s.

@@ -192,8 +192,17 @@ def _choose(
     """Which drivers each search offers its ride to in this round."""
     if policy.strategy is Strategy.BATCH:
         return _assign(pools, policy)
+    # Searches in claim order (most overdue first), each taking its best drivers not yet
+    # taken by an earlier one in this round: what one search per round would do, batched.
     k = policy.offers_per_round
-    return {p.search.ride_id: p.eligible[:k] for p in pools if p.eligible}
+    taken: set[str] = set()
+    chosen: dict[str, list[Considered]] = {}
+    for pool in pools:
+        mine = [c for c in pool.eligible if c.driver_id not in taken][:k]
+        if mine:
+            chosen[pool.search.ride_id] = mine
+            taken.update(c.driver_id for c in mine)
+    return chosen
 
 
 def _assign(

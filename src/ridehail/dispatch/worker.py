@@ -9,13 +9,19 @@ Several dispatchers (in several processes) share the work through SKIP LOCKED.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
+from collections.abc import Awaitable, Callable
 
 import structlog
 from prometheus_client import Counter, Histogram
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from ridehail.background import BackgroundLoop
-from ridehail.db import Database
+from ridehail.contracts import RideRequested
+from ridehail.db import Database, staged_events
 from ridehail.dispatch import repository, service
 from ridehail.dispatch.eta import EtaProvider
 from ridehail.dispatch.models import Offer
@@ -44,7 +50,13 @@ ORPHANS = Counter(
 EXPIRED = Counter("ridehail_dispatch_offers_expired_total", "Offers that expired unanswered")
 
 #: Searches advanced per wake-up before yielding to the timer again.
-MAX_STEPS_PER_TICK = 200
+MAX_STEPS_PER_TICK = 1_000
+
+
+#: PostgreSQL NOTIFY channel: a commit that opened searches wakes the dispatchers.
+DISPATCH_CHANNEL = "ridehail_dispatch"
+#: Set in a session whose transaction opened searches (for the after-commit nudge).
+OPENED_SEARCHES = "ridehail.dispatch.opened"
 
 
 def offer_channel(driver_id: str) -> str:
@@ -71,13 +83,29 @@ class Dispatcher(BackgroundLoop):
         self._policy = policy
         self._eta = eta
         self._pubsub = pubsub
-        self._per_round = policy.batch_max_rides if batch else 1
+        self._per_round = policy.batch_max_rides if batch else policy.round_size
         self._strategy = policy.strategy.value
         self._next_orphan_check = 0.0
+        self._listener: asyncio.Task[None] | None = None
 
     def nudge(self) -> None:
         if self._policy.strategy is not Strategy.BATCH:
             super().nudge()
+
+    async def start(self) -> None:
+        await super().start()
+        if not self._db.is_sqlite:
+            # Searches opened by any process's commit (an API process, say) wake us at once.
+            listen = self._db.listen(DISPATCH_CHANNEL, self.nudge)
+            self._listener = asyncio.create_task(listen, name="dispatch-listen")
+
+    async def stop(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+            self._listener = None
+        await super().stop()
 
     async def step(self) -> None:
         await self.tick()
@@ -95,6 +123,7 @@ class Dispatcher(BackgroundLoop):
         if expired:
             EXPIRED.inc(expired)
         steps = 0
+        batch = self._policy.strategy is Strategy.BATCH
         while steps < MAX_STEPS_PER_TICK and not self.stopping:
             began = time.perf_counter()
             async with self._db.transaction() as session:
@@ -117,8 +146,8 @@ class Dispatcher(BackgroundLoop):
                 OFFERS.labels(self._strategy).inc(len(done.offers))
                 await self._push(done.offers)
             steps += len(searches)
-            if self._per_round > 1:
-                break  # batch: one round per window
+            if batch:
+                break  # one round per window
         return steps
 
     async def _push(self, offers: list[Offer]) -> None:
@@ -128,3 +157,29 @@ class Dispatcher(BackgroundLoop):
         for offer in offers:
             message = {"type": "offer", **OfferOut.of(offer).model_dump(mode="json")}
             await self._pubsub.publish(offer_channel(offer.driver_id), message)
+
+
+def open_searches_with_requests(
+    policy: DispatchPolicy,
+) -> Callable[[AsyncSession], Awaitable[None]]:
+    """A before-commit hook: a transaction that requests rides opens their searches too,
+    so a ride and its search exist together or not at all, and no event has to travel
+    before matching starts. The ``rides.requested`` event still goes to the dispatchers'
+    consumer group, whose handler then finds the search open (and opens it if not)."""
+
+    async def hook(session: AsyncSession) -> None:
+        requested = [e for e in staged_events(session) if isinstance(e, RideRequested)]
+        if not requested or session.info.get(OPENED_SEARCHES):
+            return
+        now = utcnow()
+        for event in requested:
+            await service.open_search(session, ride_id=event.ride_id, now=now, policy=policy)
+        session.info[OPENED_SEARCHES] = True
+        if session.bind is not None and session.bind.dialect.name == "postgresql":
+            await session.execute(text(f"NOTIFY {DISPATCH_CHANNEL}"))
+
+    return hook
+
+
+def opened_searches(session: AsyncSession) -> bool:
+    return bool(session.info.get(OPENED_SEARCHES))

@@ -42,7 +42,10 @@ class OutboxRelay(BackgroundLoop):
     async def start(self) -> None:
         await super().start()
         if not self._db.is_sqlite:
-            self._listener = asyncio.create_task(self._listen(), name="outbox-listen")
+            # Wake on the NOTIFY of any process's commit that wrote events, so an event waits
+            # milliseconds, not a poll interval, for its relay; polling stays the fallback.
+            listen = self._db.listen(OUTBOX_CHANNEL, self.nudge)
+            self._listener = asyncio.create_task(listen, name="outbox-listen")
 
     async def stop(self) -> None:
         if self._listener is not None:
@@ -51,21 +54,6 @@ class OutboxRelay(BackgroundLoop):
                 await self._listener
             self._listener = None
         await super().stop()
-
-    async def _listen(self) -> None:
-        """Wake on the NOTIFY of any process's commit that wrote events (PostgreSQL), so an
-        event waits milliseconds, not a poll interval, for its relay. The poll stays as
-        the fallback; a lost listening connection is re-opened."""
-        while True:
-            try:
-                async with self._db.listening(OUTBOX_CHANNEL, self.nudge) as lost:
-                    self.nudge()  # anything committed while not listening
-                    await lost.wait()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("outbox_listen_failed", error=str(exc))
-            await asyncio.sleep(1.0)
 
     async def step(self) -> None:
         while await self.relay_once() == BATCH and not self.stopping:
