@@ -70,6 +70,7 @@ def dispatch_policy(settings: Settings) -> DispatchPolicy:
         radius_step_m=settings.dispatch_radius_step_m,
         radius_m=settings.dispatch_radius_m,
         candidates=settings.dispatch_candidates,
+        log_limit=settings.dispatch_log_limit,
         max_candidates=max(160, settings.dispatch_candidates),
         broadcast_k=settings.dispatch_broadcast_k,
         batch_window_s=settings.dispatch_batch_window_s,
@@ -163,9 +164,9 @@ def build(settings: Settings, *, roles: Collection[str] = ALL_ROLES) -> Containe
 
         db.on_commit(nudge_relay)
         container.components.append(relay)
-    if settings.dispatch_enabled:
-        # Whichever process requests a ride opens its search in the same transaction.
-        db.before_commit(open_searches_with_requests(dispatch_policy(settings)))
+    # Whichever process requests a ride opens its search in the same transaction (also one
+    # that runs no dispatcher itself: the search waits for whichever does).
+    db.before_commit(open_searches_with_requests(dispatch_policy(settings)))
     if "dispatch" in roles and settings.dispatch_enabled:
         dispatcher = Dispatcher(
             db=db,

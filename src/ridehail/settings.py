@@ -72,6 +72,8 @@ class Settings(BaseSettings):
     dispatch_radius_step_m: float = Field(default=1_000.0, gt=0)
     dispatch_radius_m: float = Field(default=5_000.0, gt=0)
     dispatch_candidates: int = Field(default=20, gt=0)
+    #: Candidates kept in the dispatch log per search round (offered ones always).
+    dispatch_log_limit: int = Field(default=10, ge=0)
     dispatch_broadcast_k: int = Field(default=3, gt=0, le=50)
     dispatch_batch_window_s: float = Field(default=2.0, gt=0)
     dispatch_batch_k: int = Field(default=10, gt=0, le=100)

@@ -45,6 +45,7 @@ class RideRequested(IntegrationEvent):
     rider_id: str
     pickup_latitude: float
     pickup_longitude: float
+    seats: int = 1
 
     @property
     def aggregate_id(self) -> str:

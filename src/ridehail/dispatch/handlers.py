@@ -25,20 +25,16 @@ def make_handler(
     async def handle(message: Message) -> None:
         now = utcnow()
         if message.topic == RideRequested.topic:
-            # Normally the request's own transaction opened the search: nothing to write.
-            ride_id = str(message.payload["ride_id"])
-            async with db.read_only() as session:
-                if await repository.get_search(session, ride_id) is not None:
-                    nudge()
-                    return
+            # The request's own transaction opened the search (a before-commit hook every
+            # process registers); a search missing anyway is adopted by the orphan sweep.
+            # The event only wakes the dispatcher, at no cost to the database.
+            nudge()
+            return
         async with db.transaction() as session:
             if not await first_time(session, consumer=CONSUMER, event_id=message.id):
                 return
             payload = dict(message.payload)
-            if message.topic == RideRequested.topic:
-                event = RideRequested.from_payload(payload)
-                await service.open_search(session, ride_id=event.ride_id, now=now, policy=policy)
-            elif message.topic == RideStatusChanged.topic:
+            if message.topic == RideStatusChanged.topic:
                 changed = RideStatusChanged.from_payload(payload)
                 if (
                     changed.driver_id is not None

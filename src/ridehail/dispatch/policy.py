@@ -27,6 +27,9 @@ class DispatchPolicy:
     candidates: int = 20
     #: ... doubled, up to this, while a full page holds too few eligible drivers.
     max_candidates: int = 160
+    #: Candidates written to the dispatch log per search and round (best first, then the
+    #: nearest skipped ones); any offered driver is always logged.
+    log_limit: int = 10
     offer_ttl_s: float = 15.0
     search_timeout_s: float = 120.0
     #: A search that found nobody tries again after retry_interval_s, and less often as

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import Table, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -142,9 +142,17 @@ async def insert_offers(session: AsyncSession, rows: Sequence[dict[str, Any]]) -
     return set(result.scalars())
 
 
-async def add_candidates(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+async def insert_searches(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    """New searches; any that exists already is left alone."""
     if rows:
-        await session.execute(insert(Candidate), list(rows))
+        await session.execute(_insert(session, Search).values(list(rows)).on_conflict_do_nothing())
+
+
+async def add_candidates(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    # Core executemany, not the ORM's bulk path: the log is write-only, and a round may log
+    # hundreds of rows.
+    if rows:
+        await session.execute(cast(Table, Candidate.__table__).insert(), list(rows))
 
 
 async def candidates_for_ride(session: AsyncSession, ride_id: str) -> list[Candidate]:

@@ -20,6 +20,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ridehail import drivers, locations, rides
+from ridehail.contracts import RideRequested
 from ridehail.dispatch import assignment, candidates, repository
 from ridehail.dispatch.candidates import Considered
 from ridehail.dispatch.eta import EtaProvider
@@ -63,6 +64,36 @@ async def open_search(
         search.outcome = None
     await session.flush()
     return search
+
+
+async def open_new_searches(
+    session: AsyncSession,
+    requests: Sequence[RideRequested],
+    *,
+    now: datetime,
+    policy: DispatchPolicy,
+) -> None:
+    """Open the searches of rides requested in this very transaction: the event says all
+    a search needs, and nothing can exist yet, so one INSERT and no reads."""
+    deadline = now + timedelta(seconds=policy.search_timeout_s)
+    await repository.insert_searches(
+        session,
+        [
+            {
+                "ride_id": r.ride_id,
+                "state": "active",
+                "pickup_latitude": r.pickup_latitude,
+                "pickup_longitude": r.pickup_longitude,
+                "seats": r.seats,
+                "deadline_at": deadline,
+                "next_check_at": now,
+                "attempts": 0,
+                "rounds": 0,
+                "created_at": now,
+            }
+            for r in requests
+        ],
+    )
 
 
 async def adopt_orphans(
@@ -275,7 +306,7 @@ def _log_rows(
     now: datetime,
 ) -> list[dict[str, Any]]:
     """The dispatch log of a round: per search, the drivers it considered (eligible ones
-    best first, then those skipped), at most ``policy.candidates`` of them plus any offered."""
+    best first, then those skipped), at most ``policy.log_limit`` of them plus any offered."""
     taken = {c.driver_id for chosen in picks.values() for c in chosen}
     rows = []
     for pool in pools:
@@ -283,7 +314,7 @@ def _log_rows(
         mine = {c.driver_id for c in picks.get(ride_id, [])}
         for position, c in enumerate(pool.considered):
             is_offered = (ride_id, c.driver_id) in offered
-            if position >= policy.candidates and not is_offered:
+            if position >= policy.log_limit and not is_offered:
                 continue
             if is_offered:
                 decision, reason = "offered", None

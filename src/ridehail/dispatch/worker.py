@@ -171,9 +171,7 @@ def open_searches_with_requests(
         requested = [e for e in staged_events(session) if isinstance(e, RideRequested)]
         if not requested or session.info.get(OPENED_SEARCHES):
             return
-        now = utcnow()
-        for event in requested:
-            await service.open_search(session, ride_id=event.ride_id, now=now, policy=policy)
+        await service.open_new_searches(session, requested, now=utcnow(), policy=policy)
         session.info[OPENED_SEARCHES] = True
         if session.bind is not None and session.bind.dialect.name == "postgresql":
             await session.execute(text(f"NOTIFY {DISPATCH_CHANNEL}"))

@@ -57,6 +57,7 @@ async def request_ride(
             rider_id=rider_id,
             pickup_latitude=trip.start[0],
             pickup_longitude=trip.start[1],
+            seats=trip.seats,
         ),
     )
     return ride
