@@ -19,6 +19,7 @@ from ridehail.realtime.routes import router as realtime_router
 from ridehail.rides.routes import router as rides_router
 from ridehail.settings import Settings
 from ridehail.web import errors
+from ridehail.web.idempotency import Idempotency
 from ridehail.web.middleware import BodySizeLimit, HttpMetrics, RequestMetrics
 
 DESCRIPTION = """
@@ -118,6 +119,8 @@ def create_app(
         app.location_ingest = fast_ingest.LocationIngest(
             metrics=metrics, max_body_bytes=settings.max_body_bytes
         )
+    # Innermost first: replays are counted and logged like any answer.
+    app.add_middleware(Idempotency)
     app.add_middleware(RequestMetrics, metrics=metrics)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     return app

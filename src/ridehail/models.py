@@ -2,9 +2,10 @@
 
 from ridehail.accounts.models import Account
 from ridehail.db import Base
+from ridehail.db.idempotency import IdempotencyRecord
 from ridehail.db.outbox import OutboxEvent
 from ridehail.db.processed import ProcessedEvent
-from ridehail.dispatch.models import Offer, Search
+from ridehail.dispatch.models import Candidate, DriverState, Offer, Search
 from ridehail.drivers.models import Driver
 from ridehail.rides.models import Ride
 
@@ -12,7 +13,10 @@ metadata = Base.metadata
 
 __all__ = [
     "Account",
+    "Candidate",
     "Driver",
+    "DriverState",
+    "IdempotencyRecord",
     "Offer",
     "OutboxEvent",
     "ProcessedEvent",

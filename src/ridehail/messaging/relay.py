@@ -13,7 +13,7 @@ import structlog
 from sqlalchemy import delete, select, update
 
 from ridehail.background import BackgroundLoop
-from ridehail.db import Database, OutboxEvent
+from ridehail.db import Database, OutboxEvent, idempotency
 from ridehail.db.engine import OUTBOX_CHANNEL
 from ridehail.db.processed import ProcessedEvent
 from ridehail.kernel.clock import utcnow
@@ -89,7 +89,8 @@ class OutboxRelay(BackgroundLoop):
         return len(rows)
 
     async def prune(self, *, now: datetime) -> int:
-        """Delete published events and processed-event records past their retention."""
+        """Delete published events, processed-event records and stored idempotent responses
+        past their retention."""
         async with self._db.transaction() as session:
             outbox = await session.execute(
                 delete(OutboxEvent).where(
@@ -102,4 +103,5 @@ class OutboxRelay(BackgroundLoop):
                     ProcessedEvent.processed_at < now - PROCESSED_RETENTION
                 )
             )
-        return int(outbox.rowcount) + int(processed.rowcount)  # type: ignore[attr-defined]
+            keys = await idempotency.prune(session, now=now)
+        return int(outbox.rowcount) + int(processed.rowcount) + keys  # type: ignore[attr-defined]

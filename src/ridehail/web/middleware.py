@@ -28,13 +28,13 @@ HTTP_LATENCY = Histogram(
 )
 
 
-def _problem_bytes(status: int, title: str, detail: str) -> bytes:
+def problem_bytes(status: int, title: str, detail: str) -> bytes:
     body = {"type": "about:blank", "title": title, "status": status, "detail": detail}
     return json.dumps(body).encode()
 
 
 async def _send_413(send: Send, limit: int) -> None:
-    body = _problem_bytes(413, "Content too large", f"the request body exceeds {limit} bytes")
+    body = problem_bytes(413, "Content too large", f"the request body exceeds {limit} bytes")
     await send(
         {
             "type": "http.response.start",
