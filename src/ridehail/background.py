@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import structlog
 
@@ -23,11 +25,20 @@ class BackgroundLoop:
 
     name = "background-loop"
 
-    def __init__(self, *, interval_s: float) -> None:
+    def __init__(
+        self,
+        *,
+        interval_s: float,
+        listen: Callable[[Callable[[], None]], Coroutine[Any, Any, None]] | None = None,
+    ) -> None:
+        """``listen(nudge)``, if given, runs beside the loop for as long as it does, calling
+        ``nudge`` when something outside the process signals work (a PostgreSQL NOTIFY)."""
         self._interval_s = interval_s
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._listen = listen
+        self._listener: asyncio.Task[None] | None = None
 
     @property
     def stopping(self) -> bool:
@@ -42,8 +53,17 @@ class BackgroundLoop:
     async def start(self) -> None:
         self._stopping = False
         self._task = asyncio.create_task(self._run(), name=self.name)
+        if self._listen is not None:
+            self._listener = asyncio.create_task(
+                self._listen(self.nudge), name=f"{self.name}-listen"
+            )
 
     async def stop(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+            self._listener = None
         if self._task is None:
             return
         self._stopping = True

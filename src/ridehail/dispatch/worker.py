@@ -9,10 +9,9 @@ Several dispatchers (in several processes) share the work through SKIP LOCKED.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 
 import structlog
 from prometheus_client import Counter, Histogram
@@ -77,7 +76,11 @@ class Dispatcher(BackgroundLoop):
         pubsub: PubSub | None = None,
     ) -> None:
         batch = policy.strategy is Strategy.BATCH
-        super().__init__(interval_s=policy.batch_window_s if batch else tick_s)
+        super().__init__(
+            interval_s=policy.batch_window_s if batch else tick_s,
+            # Searches opened by any process's commit (an API process, say) wake us at once.
+            listen=None if db.is_sqlite else partial(db.listen, DISPATCH_CHANNEL),
+        )
         self._db = db
         self._store = store
         self._policy = policy
@@ -86,26 +89,10 @@ class Dispatcher(BackgroundLoop):
         self._per_round = policy.batch_max_rides if batch else policy.round_size
         self._strategy = policy.strategy.value
         self._next_orphan_check = 0.0
-        self._listener: asyncio.Task[None] | None = None
 
     def nudge(self) -> None:
         if self._policy.strategy is not Strategy.BATCH:
             super().nudge()
-
-    async def start(self) -> None:
-        await super().start()
-        if not self._db.is_sqlite:
-            # Searches opened by any process's commit (an API process, say) wake us at once.
-            listen = self._db.listen(DISPATCH_CHANNEL, self.nudge)
-            self._listener = asyncio.create_task(listen, name="dispatch-listen")
-
-    async def stop(self) -> None:
-        if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
-            self._listener = None
-        await super().stop()
 
     async def step(self) -> None:
         await self.tick()

@@ -4,10 +4,9 @@ zero times; consumers deduplicate by event id."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import time
 from datetime import datetime, timedelta
+from functools import partial
 
 import structlog
 from sqlalchemy import delete, select, update
@@ -33,27 +32,14 @@ class OutboxRelay(BackgroundLoop):
     name = "outbox-relay"
 
     def __init__(self, *, db: Database, bus: EventBus, poll_s: float) -> None:
-        super().__init__(interval_s=poll_s)
+        # Woken by the NOTIFY of any process's commit that wrote events, so an event waits
+        # milliseconds, not a poll interval, for its relay; polling stays the fallback.
+        super().__init__(
+            interval_s=poll_s, listen=None if db.is_sqlite else partial(db.listen, OUTBOX_CHANNEL)
+        )
         self._db = db
         self._bus = bus
         self._last_prune = 0.0
-        self._listener: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        await super().start()
-        if not self._db.is_sqlite:
-            # Wake on the NOTIFY of any process's commit that wrote events, so an event waits
-            # milliseconds, not a poll interval, for its relay; polling stays the fallback.
-            listen = self._db.listen(OUTBOX_CHANNEL, self.nudge)
-            self._listener = asyncio.create_task(listen, name="outbox-listen")
-
-    async def stop(self) -> None:
-        if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
-            self._listener = None
-        await super().stop()
 
     async def step(self) -> None:
         while await self.relay_once() == BATCH and not self.stopping:
