@@ -81,6 +81,9 @@ from bench.ingest_http import upgrade_database as migrate
 DRIVERS = int(os.environ.get("BENCH_DISPATCH_DRIVERS", str(common.DRIVERS)))
 RIDES_PER_MIN = float(os.environ.get("BENCH_DISPATCH_RIDES_PER_MIN", "10000"))
 SECONDS = float(os.environ.get("BENCH_DISPATCH_SECONDS", "60"))
+#: Also measured: sequential at the design peak (1,000 rides/min); 0 leaves it out.
+DESIGN_PEAK_PER_MIN = float(os.environ.get("BENCH_DISPATCH_PEAK_PER_MIN", "1000"))
+DESIGN_PEAK_RUN = f"sequential at the design peak ({DESIGN_PEAK_PER_MIN:,.0f} rides/min)"
 STRATEGIES = tuple(
     s.strip()
     for s in os.environ.get("BENCH_DISPATCH_STRATEGIES", "sequential,batch,broadcast").split(",")
@@ -833,8 +836,10 @@ def post_summary(sent: list[Sent], spent: float) -> dict[str, Any]:
     }
 
 
-async def run_strategy(strategy: str, tmp: Path) -> dict[str, Any]:
-    rate = RIDES_PER_MIN / 60
+async def run_strategy(
+    strategy: str, tmp: Path, rides_per_min: float = RIDES_PER_MIN
+) -> dict[str, Any]:
+    rate = rides_per_min / 60
     load_rides = round(rate * SECONDS)
     prefix = common.new_prefix()
     secret = secrets.token_urlsafe(48)
@@ -972,15 +977,18 @@ async def run() -> dict[str, Any]:
     began = common.started()
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="ridehail-dispatch-") as tmp_name:
-        for strategy in STRATEGIES:
+        runs = [(strategy, strategy, RIDES_PER_MIN) for strategy in STRATEGIES]
+        if "sequential" in STRATEGIES and DESIGN_PEAK_PER_MIN > 0:
+            runs.append((DESIGN_PEAK_RUN, "sequential", DESIGN_PEAK_PER_MIN))
+        for name, strategy, per_min in runs:
             clock = time.monotonic()
-            result = await run_strategy(strategy, Path(tmp_name))
+            result = await run_strategy(strategy, Path(tmp_name), per_min)
             result["wall_s"] = round(time.monotonic() - clock, 1)
-            results[strategy] = result
+            results[name] = result
             lat = result["offer_latency_ms"]
             load = result["load"]
             print(
-                f"   {strategy}: {load['accepted_202']} of {load['requests']} accepted at "
+                f"   {name}: {load['accepted_202']} of {load['requests']} accepted at "
                 f"{load['achieved_rate_per_s']}/s; offer p50 {lat['p50']} ms, p99 {lat['p99']}"
                 f" ms; offered {lat['offered']} ({lat['offered_within_5s']} within "
                 f"{WITHIN_S:g} s); {result['wall_s']} s",

@@ -887,7 +887,8 @@ drivers in the store and rides requested at {num(s["rides_per_min"])} a minute
 ({num(s["rides_per_min"] / 60, 1)}/s, ten times the design peak) for {num(s["seconds"])} s,
 each by a different rider, pickup and drop-off drawn from benchmark 2's city. Drivers never
 answer: an offer expires after its TTL (15 s) and the search moves on to the next driver;
-only a ride's first offer counts. Strategies: {", ".join(label(n) for n in names)}.
+only a ride's first offer counts. Strategies: {", ".join(label(n) for n in names)} (a run
+named "at the design peak" requests at that rate instead, for as long).
 
 **How.** `bench/dispatch_latency.py`, once per strategy, each against a fresh
 {s["server"]}, with its own PostgreSQL database and Redis key prefix. Only
@@ -921,11 +922,12 @@ set-up and drain included): the cells are that run's figures.
 
 **Where the time went.** Each offered ride's time, split at the server's own timestamps
 (wall clock, mapped onto the monotonic clock): the outbox row's `published_at` (set by the
-relay right after its `XADD`), the search's `created_at` (the dispatch consumer took the
-event) and the first offer's `created_at` (when the round that made it began). Under the
-load p50 / p99, and (in brackets) the p50 of the unloaded rides. A small negative value
-means the two stamps are taken in an order other than the path's (the relay marks its rows
-published after the consumer may already have started).
+relay right after its `XADD`), the search's `created_at` and the first offer's `created_at`
+(when the round that made it began). Under the load p50 / p99, and (in brackets) the p50 of
+the unloaded rides. The search is opened in the request's own transaction (before the 202),
+so "event published -> search opened" is negative by construction: the relay and the
+stream no longer stand between a request and its first round, which starts from the
+search's commit (the dispatcher is nudged in-process, or by `NOTIFY` from another process).
 
 {table(header, stage_rows)}
 
@@ -1249,6 +1251,18 @@ def targets(b: dict[str, Any]) -> str:
             )
         seq = runs.get("sequential")
         p99 = seq["offer_latency_ms"]["p99"] if seq else None
+        peak = next((r for n, r in runs.items() if n.startswith("sequential at the design")), None)
+        if peak is not None:
+            peak_p99 = peak["offer_latency_ms"]["p99"]
+            rows.append(
+                [
+                    "dispatch latency at the design peak, "
+                    f"{num(peak['rides_offered_rate_per_s'] * 60)} rides/min, sequential",
+                    f"(the aim, at 1x) p99 <= {num(s['target_p99_ms'])} ms",
+                    f"p50 {_dur(peak['offer_latency_ms']['p50'])}, p99 {_dur(peak_p99)}",
+                    _verdict(peak_p99 is not None and peak_p99 <= s["target_p99_ms"]),
+                ]
+            )
         rows.append(
             [
                 f"dispatch latency, POST /rides -> offer pushed, {num(s['drivers'])} drivers, "
