@@ -15,6 +15,7 @@ from ridehail.dispatch.routes import router as dispatch_router
 from ridehail.drivers.routes import router as drivers_router
 from ridehail.locations import fast_ingest
 from ridehail.locations.routes import router as locations_router
+from ridehail.pricing.routes import router as pricing_router
 from ridehail.realtime.routes import router as realtime_router
 from ridehail.rides.routes import router as rides_router
 from ridehail.settings import Settings
@@ -108,6 +109,7 @@ def create_app(
         accounts_router,
         drivers_router,
         locations_router,
+        pricing_router,
         rides_router,
         dispatch_router,
         realtime_router,
