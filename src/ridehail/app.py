@@ -22,6 +22,7 @@ from ridehail.settings import Settings
 from ridehail.web import errors
 from ridehail.web.idempotency import Idempotency
 from ridehail.web.middleware import BodySizeLimit, HttpMetrics, RequestMetrics
+from ridehail.web.rate_limit import RateLimit
 
 DESCRIPTION = """
 Backend of a ride-hailing service. Sign up (`POST /api/v1/riders`, `POST /api/v1/drivers`),
@@ -123,6 +124,7 @@ def create_app(
         )
     # Innermost first: replays are counted and logged like any answer.
     app.add_middleware(Idempotency)
+    app.add_middleware(RateLimit, limit=settings.rate_limit_per_minute)
     app.add_middleware(RequestMetrics, metrics=metrics)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     return app

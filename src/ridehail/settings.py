@@ -25,6 +25,9 @@ class Settings(BaseSettings):
     #: Check each pooled PostgreSQL connection before use (a round trip per transaction).
     #: Off: a connection broken by a database restart fails one transaction, then is dropped.
     database_pool_pre_ping: bool = False
+    #: Requests a caller (token subject, else client address) may make per minute before
+    #: 429; 0 turns the limit off. Location PUTs (the fast path) and WebSockets not counted.
+    rate_limit_per_minute: int = Field(default=1200, ge=0)
     redis_key_prefix: str = "ridehail:"
     #: Connections per process (the pub/sub reader and each blocking stream read hold one).
     redis_max_connections: int = Field(default=256, ge=8)
