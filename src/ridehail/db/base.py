@@ -4,7 +4,10 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import DateTime, MetaData
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
 
@@ -45,3 +48,14 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         return as_utc(value)
+
+
+def is_postgresql(session: AsyncSession) -> bool:
+    """Whether ``session`` talks to PostgreSQL (else the embedded SQLite)."""
+    return session.bind is not None and session.bind.dialect.name == "postgresql"
+
+
+def upsert_into(session: AsyncSession, table: Any) -> Any:
+    """An INSERT into ``table`` that supports ON CONFLICT (``on_conflict_do_nothing`` /
+    ``on_conflict_do_update``), in the dialect of ``session``'s database."""
+    return (pg_insert if is_postgresql(session) else sqlite_insert)(table)

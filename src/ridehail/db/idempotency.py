@@ -12,12 +12,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import Index, Integer, LargeBinary, String, delete, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from ridehail.db.base import Base, UTCDateTime
+from ridehail.db.base import Base, UTCDateTime, upsert_into
 
 #: How long a stored response is replayed.
 RETENTION = timedelta(hours=24)
@@ -60,8 +58,6 @@ async def claim(
     """Claim (caller, key) for a request about to run: None if this request won it (run it),
     else what is stored. An expired record, or a claim abandoned by a dead process, is
     taken over."""
-    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
     values = {
         "caller": caller,
         "key": key,
@@ -70,7 +66,9 @@ async def claim(
         "created_at": now,
         "expires_at": now + RETENTION,
     }
-    won = await session.execute(insert(IdempotencyRecord).values(values).on_conflict_do_nothing())
+    won = await session.execute(
+        upsert_into(session, IdempotencyRecord).values(values).on_conflict_do_nothing()
+    )
     if won.rowcount:  # type: ignore[attr-defined]
         return None
     taken_over = await session.execute(

@@ -6,12 +6,10 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import PrimaryKeyConstraint, String
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from ridehail.db.base import Base, UTCDateTime
+from ridehail.db.base import Base, UTCDateTime, upsert_into
 from ridehail.kernel.clock import utcnow
 
 
@@ -27,10 +25,8 @@ class ProcessedEvent(Base):
 
 async def first_time(session: AsyncSession, *, consumer: str, event_id: str) -> bool:
     """Record that ``consumer`` handles ``event_id``; False if it already did."""
-    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
     stmt = (
-        insert(ProcessedEvent)
+        upsert_into(session, ProcessedEvent)
         .values(consumer=consumer, event_id=event_id, processed_at=utcnow())
         .on_conflict_do_nothing()
     )

@@ -7,23 +7,14 @@ from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import Table, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from ridehail.db import is_postgresql, upsert_into
 from ridehail.dispatch.models import Candidate, DriverState, Offer, Search
 
 PENDING = "pending"
 #: Answers that count towards a driver's acceptance rate (withdrawn offers do not).
 ANSWERED = ("accepted", "declined", "expired")
-
-
-def _is_postgresql(session: AsyncSession) -> bool:
-    return session.bind is not None and session.bind.dialect.name == "postgresql"
-
-
-def _insert(session: AsyncSession, table: Any) -> Any:
-    """INSERT with ON CONFLICT support, for the session's database."""
-    return (postgresql.insert if _is_postgresql(session) else sqlite.insert)(table)
 
 
 async def get_search(session: AsyncSession, ride_id: str) -> Search | None:
@@ -69,7 +60,7 @@ async def claim_due_searches(session: AsyncSession, now: datetime, limit: int) -
         .order_by(Search.next_check_at)
         .limit(limit)
     )
-    if _is_postgresql(session):
+    if is_postgresql(session):
         stmt = stmt.with_for_update(skip_locked=True)
     result = await session.execute(stmt)
     return list(result.scalars())
@@ -122,7 +113,7 @@ async def last_trip_ends(session: AsyncSession, driver_ids: Collection[str]) -> 
 
 
 async def record_trip_end(session: AsyncSession, *, driver_id: str, at: datetime) -> None:
-    stmt = _insert(session, DriverState).values(driver_id=driver_id, last_trip_ended_at=at)
+    stmt = upsert_into(session, DriverState).values(driver_id=driver_id, last_trip_ended_at=at)
     stmt = stmt.on_conflict_do_update(
         index_elements=[DriverState.driver_id], set_={"last_trip_ended_at": at}
     )
@@ -137,7 +128,7 @@ async def insert_offers(session: AsyncSession, rows: Sequence[dict[str, Any]]) -
     if not rows:
         return set()
     ordered = sorted(rows, key=lambda r: (r["driver_id"], r["ride_id"]))
-    stmt = _insert(session, Offer).values(ordered).on_conflict_do_nothing().returning(Offer.id)
+    stmt = upsert_into(session, Offer).values(ordered).on_conflict_do_nothing().returning(Offer.id)
     result = await session.execute(stmt)
     return set(result.scalars())
 
@@ -145,7 +136,9 @@ async def insert_offers(session: AsyncSession, rows: Sequence[dict[str, Any]]) -
 async def insert_searches(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
     """New searches; any that exists already is left alone."""
     if rows:
-        await session.execute(_insert(session, Search).values(list(rows)).on_conflict_do_nothing())
+        await session.execute(
+            upsert_into(session, Search).values(list(rows)).on_conflict_do_nothing()
+        )
 
 
 async def add_candidates(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ridehail.background import BackgroundLoop
 from ridehail.contracts import RideRequested
-from ridehail.db import Database, staged_events
+from ridehail.db import Database, is_postgresql, staged_events
 from ridehail.dispatch import repository, service
 from ridehail.dispatch.eta import EtaProvider
 from ridehail.dispatch.models import Offer
@@ -160,7 +160,7 @@ def open_searches_with_requests(
             return
         await service.open_new_searches(session, requested, now=utcnow(), policy=policy)
         session.info[OPENED_SEARCHES] = True
-        if session.bind is not None and session.bind.dialect.name == "postgresql":
+        if is_postgresql(session):
             await session.execute(text(f"NOTIFY {DISPATCH_CHANNEL}"))
 
     return hook
