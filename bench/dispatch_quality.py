@@ -70,7 +70,7 @@ from bench import common
 from ridehail import accounts, drivers, pricing
 from ridehail.db import Database
 from ridehail.db.migrate import upgrade
-from ridehail.dispatch import repository, service
+from ridehail.dispatch import repository, rounds, service
 from ridehail.dispatch.eta import StraightLineEta
 from ridehail.dispatch.models import Offer
 from ridehail.dispatch.policy import DispatchPolicy, Strategy
@@ -466,7 +466,7 @@ class Replay:
             if not searches:
                 return 0
             round_began = time.perf_counter()
-            done = await service.run_round(
+            done = await rounds.run_round(
                 session, searches, store=self.store, eta=self.eta, now=now, policy=self.policy
             )
             self.clocks.round_s.append(time.perf_counter() - round_began)

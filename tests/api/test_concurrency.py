@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from ridehail.dispatch import service as dispatch_service
+from ridehail.dispatch import rounds as dispatch_rounds
 from ridehail.kernel.clock import utcnow
 from ridehail.kernel.geo import offset
 from ridehail.rides.models import Ride
@@ -24,7 +24,7 @@ async def _offer(api: Api, ride_id: str, driver: User) -> bool:
     async with runtime.db.transaction() as session:
         ride = await session.get(Ride, ride_id)
         assert ride is not None
-        offer = await dispatch_service.offer_ride(
+        offer = await dispatch_rounds.offer_ride(
             session, ride=ride, driver_id=driver.id, distance_m=100.0, now=utcnow(), ttl_s=60
         )
     return offer is not None

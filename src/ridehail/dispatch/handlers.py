@@ -1,13 +1,17 @@
-"""Dispatch's reactions to other domains' events. Each runs in its own transaction and
-records the event id, so a redelivered event changes nothing."""
+"""Dispatch's reactions to other domains' events. Each handler runs in its own transaction
+and records the event id, so a redelivered event changes nothing; the before-commit hook
+reacts to ride requests inside the transaction that makes them."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from ridehail import rides
 from ridehail.contracts import DriverWentOffline, RideRequested, RideStatusChanged
-from ridehail.db import Database
+from ridehail.db import Database, is_postgresql, staged_events
 from ridehail.db.processed import first_time
 from ridehail.dispatch import repository, service
 from ridehail.dispatch.policy import DispatchPolicy
@@ -15,6 +19,11 @@ from ridehail.kernel.clock import utcnow
 from ridehail.messaging import EventBus, Message
 
 CONSUMER = "dispatch"
+#: PostgreSQL NOTIFY channel: a commit that opened searches wakes the dispatchers.
+DISPATCH_CHANNEL = "ridehail_dispatch"
+#: Set in a session whose transaction opened searches (for the after-commit nudge).
+OPENED_SEARCHES = "ridehail.dispatch.opened"
+
 TOPICS = (RideRequested.topic, RideStatusChanged.topic, DriverWentOffline.topic)
 _DRIVER_BUSY = frozenset({s.value for s in rides.DRIVER_ACTIVE})
 
@@ -65,3 +74,27 @@ def subscribe(
     bus.subscribe(
         group=CONSUMER, topics=TOPICS, handler=make_handler(db=db, policy=policy, nudge=nudge)
     )
+
+
+def open_searches_with_requests(
+    policy: DispatchPolicy,
+) -> Callable[[AsyncSession], Awaitable[None]]:
+    """A before-commit hook: a transaction that requests rides opens their searches too,
+    so a ride and its search exist together or not at all, and no event has to travel
+    before matching starts. The ``rides.requested`` event still goes to the dispatchers'
+    consumer group, whose handler only wakes a dispatcher."""
+
+    async def hook(session: AsyncSession) -> None:
+        requested = [e for e in staged_events(session) if isinstance(e, RideRequested)]
+        if not requested or session.info.get(OPENED_SEARCHES):
+            return
+        await service.open_new_searches(session, requested, now=utcnow(), policy=policy)
+        session.info[OPENED_SEARCHES] = True
+        if is_postgresql(session):
+            await session.execute(text(f"NOTIFY {DISPATCH_CHANNEL}"))
+
+    return hook
+
+
+def opened_searches(session: AsyncSession) -> bool:
+    return bool(session.info.get(OPENED_SEARCHES))

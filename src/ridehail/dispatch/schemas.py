@@ -5,7 +5,7 @@ from typing import Any
 
 from pydantic import Field
 
-from ridehail.dispatch.models import Offer
+from ridehail.dispatch.models import Candidate, Offer, Search
 from ridehail.web.schemas import Point, ResponseBody
 
 
@@ -56,6 +56,21 @@ class SearchOut(ResponseBody):
     next_check_at: datetime
     closed_at: datetime | None
 
+    @classmethod
+    def of(cls, search: Search) -> SearchOut:
+        return cls(
+            state=search.state,
+            outcome=search.outcome,
+            rounds=search.rounds,
+            offers_made=search.attempts,
+            radius_m=search.radius_m,
+            seats=search.seats,
+            created_at=search.created_at,
+            deadline_at=search.deadline_at,
+            next_check_at=search.next_check_at,
+            closed_at=search.closed_at,
+        )
+
 
 class CandidateOut(ResponseBody):
     round: int
@@ -79,9 +94,54 @@ class CandidateOut(ResponseBody):
     responded_at: datetime | None
     considered_at: datetime
 
+    @classmethod
+    def of(cls, c: Candidate, offer: Offer | None) -> CandidateOut:
+        """``offer``: the offer this candidate was made, if the decision was to offer."""
+        if offer is None:
+            outcome = c.decision
+        else:
+            outcome = "open" if offer.status == "pending" else offer.status
+        return cls(
+            round=c.round,
+            strategy=c.strategy,
+            driver_id=c.driver_id,
+            distance_m=c.distance_m,
+            eta_s=c.eta_s,
+            score=c.score,
+            acceptance_rate=c.acceptance_rate,
+            idle_s=c.idle_s,
+            decision=c.decision,
+            reason=c.reason,
+            outcome=outcome,
+            offer_id=offer.id if offer else None,
+            responded_at=offer.responded_at if offer else None,
+            considered_at=c.considered_at,
+        )
+
 
 class DispatchLog(ResponseBody):
     ride_id: str
     ride_status: str
     search: SearchOut | None
     candidates: list[CandidateOut]
+
+    @classmethod
+    def of(
+        cls,
+        *,
+        ride_id: str,
+        ride_status: str,
+        search: Search | None,
+        considered: list[Candidate],
+        offers: list[Offer],
+    ) -> DispatchLog:
+        by_driver = {o.driver_id: o for o in offers}
+        return cls(
+            ride_id=ride_id,
+            ride_status=ride_status,
+            search=None if search is None else SearchOut.of(search),
+            candidates=[
+                CandidateOut.of(c, by_driver.get(c.driver_id) if c.decision == "offered" else None)
+                for c in considered
+            ],
+        )

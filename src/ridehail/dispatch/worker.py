@@ -10,19 +10,16 @@ Several dispatchers (in several processes) share the work through SKIP LOCKED.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
 from functools import partial
 
 import structlog
 from prometheus_client import Counter, Histogram
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from ridehail.background import BackgroundLoop
-from ridehail.contracts import RideRequested
-from ridehail.db import Database, is_postgresql, staged_events
-from ridehail.dispatch import repository, service
+from ridehail.db import Database
+from ridehail.dispatch import repository, rounds, service
 from ridehail.dispatch.eta import EtaProvider
+from ridehail.dispatch.handlers import DISPATCH_CHANNEL
 from ridehail.dispatch.models import Offer
 from ridehail.dispatch.policy import DispatchPolicy, Strategy
 from ridehail.dispatch.schemas import OfferOut
@@ -50,12 +47,6 @@ EXPIRED = Counter("ridehail_dispatch_offers_expired_total", "Offers that expired
 
 #: Searches advanced per wake-up before yielding to the timer again.
 MAX_STEPS_PER_TICK = 1_000
-
-
-#: PostgreSQL NOTIFY channel: a commit that opened searches wakes the dispatchers.
-DISPATCH_CHANNEL = "ridehail_dispatch"
-#: Set in a session whose transaction opened searches (for the after-commit nudge).
-OPENED_SEARCHES = "ridehail.dispatch.opened"
 
 
 def offer_channel(driver_id: str) -> str:
@@ -118,7 +109,7 @@ class Dispatcher(BackgroundLoop):
                 searches = await repository.claim_due_searches(session, now, self._per_round)
                 if not searches:
                     break
-                done = await service.run_round(
+                done = await rounds.run_round(
                     session,
                     searches,
                     store=self._store,
@@ -144,27 +135,3 @@ class Dispatcher(BackgroundLoop):
         for offer in offers:
             message = {"type": "offer", **OfferOut.of(offer).model_dump(mode="json")}
             await self._pubsub.publish(offer_channel(offer.driver_id), message)
-
-
-def open_searches_with_requests(
-    policy: DispatchPolicy,
-) -> Callable[[AsyncSession], Awaitable[None]]:
-    """A before-commit hook: a transaction that requests rides opens their searches too,
-    so a ride and its search exist together or not at all, and no event has to travel
-    before matching starts. The ``rides.requested`` event still goes to the dispatchers'
-    consumer group, whose handler then finds the search open (and opens it if not)."""
-
-    async def hook(session: AsyncSession) -> None:
-        requested = [e for e in staged_events(session) if isinstance(e, RideRequested)]
-        if not requested or session.info.get(OPENED_SEARCHES):
-            return
-        await service.open_new_searches(session, requested, now=utcnow(), policy=policy)
-        session.info[OPENED_SEARCHES] = True
-        if is_postgresql(session):
-            await session.execute(text(f"NOTIFY {DISPATCH_CHANNEL}"))
-
-    return hook
-
-
-def opened_searches(session: AsyncSession) -> bool:
-    return bool(session.info.get(OPENED_SEARCHES))
