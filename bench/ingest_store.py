@@ -50,7 +50,8 @@ STEP_M = 40.0
 REPORT_EVERY_S = 4.0
 STALE_AFTER_S = 30.0
 #: Drivers someone follows (their rider waiting or riding, or an admin): their positions
-#: are announced. About a third of a city's fleet at a busy hour.
+#: are announced. An assumed share for a busy hour, not a measured one; the all-followed
+#: run bounds it.
 FOLLOWED_SHARE = float(os.environ.get("BENCH_FOLLOWED_SHARE", "0.3"))
 
 TABLE = "bench_driver_locations"

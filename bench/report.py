@@ -569,12 +569,12 @@ transactions lock rows in one order. No spatial index: a real PostgreSQL locatio
 would need one (PostGIS or a geohash column) to answer nearest queries, which costs more
 per write. (b) `RedisLocationStore.record_many` (one Lua call per 500 fixes: the ingest rules,
 driver state, region sets, and, as in production, a PUBLISH of each new live position of a
-driver someone follows: {s.get("followed_share", 0.3):.0%} of the drivers here, as a rider
-waiting or riding follows their driver at a busy hour; also measured with every driver
-followed and without publishing), {s["workers"]} asyncio tasks. (c) Baselines: the same
-points as pipelined `GEOADD` from the same redis-py client and tasks; and the same
-{num(s["fixes"])} `GEOADD` commands streamed by `redis-cli --pipe`, the Redis server's own
-ceiling without Python in the loop.
+driver someone follows: {s.get("followed_share", 0.3):.0%} of the drivers here, an assumed
+share of drivers with a rider waiting or riding at a busy hour; also measured with every
+driver followed, the upper bound, and without publishing), {s["workers"]} asyncio tasks.
+(c) Baselines: the same points as pipelined `GEOADD` from the same redis-py client and
+tasks; and the same {num(s["fixes"])} `GEOADD` commands streamed by `redis-cli --pipe`,
+the Redis server's own ceiling without Python in the loop.
 
 {table(["writer", "writes/s", "ratio to GEOADD (redis-py)"], rows)}
 

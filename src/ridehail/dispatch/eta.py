@@ -1,10 +1,11 @@
 """Pickup-time estimates: the port dispatch ranks by, and its default adapter.
 
 The default needs no map: the straight-line distance times a detour factor (streets are not
-straight; 1.3 is the usual urban ratio of road to crow-fly distance), divided by a typical
-speed for the hour of the day in the city's own time zone (slower in the morning and evening
-peaks). A road-network provider (routing over a street graph) plugs in through the same
-port, answering many pairs per call so that it can batch its work.
+straight; 1.3 is a common rule of thumb for road over crow-fly distance in cities, assumed,
+not measured here), divided by an assumed speed for the hour of the day in the city's own
+time zone (slower in the morning and evening peaks). A road-network provider (routing
+over a street graph) plugs in through the same port, answering many pairs per call so that
+it can batch its work.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from ridehail.kernel.geo import haversine_m
 #: A (latitude, longitude) pair in degrees.
 Point = tuple[float, float]
 
-#: Typical door-to-door speeds in km/h by local hour: free-flowing at night, slowest in the
-#: morning (7-9) and evening (16-19) peaks.
+#: Assumed door-to-door speeds in km/h by local hour (a plausible city profile, not fitted
+#: to data): free-flowing at night, slowest in the morning (7-9) and evening (16-19) peaks.
 DEFAULT_SPEEDS_KMH: tuple[float, ...] = (
     38, 40, 40, 40, 38, 34,  # 00-05
     28, 20, 18, 22, 26, 26,  # 06-11
