@@ -79,8 +79,116 @@ class DriverWentOffline(IntegrationEvent):
         return self.driver_id
 
 
+@dataclass(frozen=True, kw_only=True)
+class RideCompleted(IntegrationEvent):
+    """A trip ended with a final fare: the rider owes ``amount``. Written in the same
+    transaction as the ride's move to 'completed'."""
+
+    topic: ClassVar[str] = "rides.completed"
+    ride_id: str
+    rider_id: str
+    driver_id: str
+    #: The total the rider pays, a decimal string ("12.40"); never a float.
+    amount: str
+    currency: str
+    #: The itemized final fare exactly as the ride shows it (amount, breakdown, ...).
+    fare: dict[str, Any]
+    #: The rider's payment method chosen at request time; None means cash.
+    payment_method_id: str | None = None
+
+    @property
+    def aggregate_id(self) -> str:
+        return self.ride_id
+
+
+@dataclass(frozen=True, kw_only=True)
+class RideCancelled(IntegrationEvent):
+    """A ride ended without a trip. ``fee_amount`` is "0.00" unless a cancellation fee (the
+    rider cancelled after the grace period) or a no-show fee (the driver waited past the
+    limit) is due."""
+
+    topic: ClassVar[str] = "rides.cancelled"
+    ride_id: str
+    rider_id: str
+    driver_id: str | None
+    cancelled_by: str
+    reason: str | None = None
+    #: "cancellation", "no_show" or None.
+    fee_kind: str | None = None
+    fee_amount: str = "0.00"
+    currency: str = "USD"
+    payment_method_id: str | None = None
+
+    @property
+    def aggregate_id(self) -> str:
+        return self.ride_id
+
+
+@dataclass(frozen=True, kw_only=True)
+class PaymentCaptured(IntegrationEvent):
+    """The rider's money for a ride is ours (card captured, or cash collected by the driver)."""
+
+    topic: ClassVar[str] = "payments.captured"
+    payment_id: str
+    ride_id: str
+    rider_id: str
+    driver_id: str | None
+    amount: str
+    currency: str
+    #: "card" or "cash".
+    method: str
+    #: Card brand and last four digits for receipts; None for cash.
+    brand: str | None = None
+    last4: str | None = None
+
+    @property
+    def aggregate_id(self) -> str:
+        return self.ride_id
+
+
+@dataclass(frozen=True, kw_only=True)
+class PaymentFailed(IntegrationEvent):
+    """Every attempt to charge failed (a decline, or retries exhausted); an admin may retry."""
+
+    topic: ClassVar[str] = "payments.failed"
+    payment_id: str
+    ride_id: str
+    rider_id: str
+    amount: str
+    currency: str
+    reason: str
+    attempts: int
+
+    @property
+    def aggregate_id(self) -> str:
+        return self.ride_id
+
+
+@dataclass(frozen=True, kw_only=True)
+class PaymentRefunded(IntegrationEvent):
+    """Money went back to the rider (all of a payment or part of it)."""
+
+    topic: ClassVar[str] = "payments.refunded"
+    refund_id: str
+    payment_id: str
+    ride_id: str
+    rider_id: str
+    amount: str
+    currency: str
+    reason: str | None = None
+
+    @property
+    def aggregate_id(self) -> str:
+        return self.ride_id
+
+
 ALL_EVENTS: tuple[type[IntegrationEvent], ...] = (
     RideRequested,
     RideStatusChanged,
     DriverWentOffline,
+    RideCompleted,
+    RideCancelled,
+    PaymentCaptured,
+    PaymentFailed,
+    PaymentRefunded,
 )

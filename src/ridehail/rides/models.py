@@ -27,6 +27,8 @@ class Ride(Base):
     seats: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     fare_estimate: Mapped[dict[str, Any]] = mapped_column(JSON)
     fare: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    #: The rider's payment method (payments domain id) chosen at request; None is cash.
+    payment_method_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
     #: Driver name and vehicle as they were when the driver accepted (receipts keep them).
     driver_snapshot: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     distance_m: Mapped[float | None] = mapped_column(Float, nullable=True)

@@ -1,0 +1,1 @@
+"""Notifications: domain events to in-app messages, webhooks, email and SMS."""

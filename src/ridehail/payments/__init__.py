@@ -1,0 +1,1 @@
+"""Payments: rider payment methods, charges after the ride, refunds and the ledger."""
