@@ -1,0 +1,18 @@
+"""Street networks: a generated city (or an imported map), travel-time routing over it, and
+pickup-time estimates from it. A library for the simulator and the dispatcher: it knows no
+domain and does no I/O."""
+
+from ridehail.streets.city import City, Hotspot, generate_city
+from ridehail.streets.eta import RoadNetworkEta
+from ridehail.streets.graph import Point, RoadClass, Route, StreetGraph
+
+__all__ = [
+    "City",
+    "Hotspot",
+    "Point",
+    "RoadClass",
+    "RoadNetworkEta",
+    "Route",
+    "StreetGraph",
+    "generate_city",
+]
