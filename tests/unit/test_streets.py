@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import random
 from datetime import UTC, datetime
 
 import numpy as np
@@ -12,7 +13,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ridehail.kernel.geo import haversine_m, offset
-from ridehail.streets import RoadClass, RoadNetworkEta, StreetGraph, generate_city
+from ridehail.streets import (
+    DemandProfile,
+    RoadClass,
+    RoadNetworkEta,
+    StreetGraph,
+    TripSampler,
+    generate_city,
+)
 
 ORIGIN = (60.17, 24.94)
 NOON = datetime(2026, 11, 30, 12, tzinfo=UTC)
@@ -158,3 +166,37 @@ def test_road_eta_many_to_one_and_one_to_many_agree() -> None:
     assert free < many_to_one[3] < 2 * free + 1e-9
     with pytest.raises(ValueError, match="24"):
         RoadNetworkEta(_CITY.graph, congestion=(1.0,) * 23)
+
+
+def test_demand_has_two_peaks_and_is_reproducible() -> None:
+    profile = DemandProfile(peak_per_min=100.0)
+    assert profile.rate_per_min(8.0) == pytest.approx(100.0)
+    assert profile.rate_per_min(17.5) == pytest.approx(100.0)
+    assert profile.rate_per_min(12.5) < 0.5 * profile.rate_per_min(8.0)
+    assert profile.rate_per_min(3.0) < profile.rate_per_min(12.5)
+    peak = profile.arrivals(random.Random(5), start_h=7.5, minutes=60)
+    midday = profile.arrivals(random.Random(5), start_h=12.0, minutes=60)
+    # About 60 minutes x ~93/min around the morning peak; far fewer at midday.
+    assert 4_500 < len(peak) < 6_500
+    assert len(midday) < 0.6 * len(peak)
+    assert peak == sorted(peak) and all(0 <= t < 3600 for t in peak)
+    assert profile.arrivals(random.Random(5), start_h=7.5, minutes=60) == peak
+
+
+def test_trip_ends_cluster_at_hotspots_and_stay_in_the_city() -> None:
+    sampler = TripSampler(_CITY)
+    rng = random.Random(11)
+    trips = [sampler.trip(rng) for _ in range(2_000)]
+    (south, west), (north, east) = _CITY.bounds
+    downtown = _CITY.hotspots[0].point
+    near_downtown = 0
+    for a, b in trips:
+        assert sampler.min_trip_m <= haversine_m(*a, *b) <= sampler.max_trip_m
+        for lat, lon in (a, b):
+            assert south <= lat <= north and west <= lon <= east
+        near_downtown += haversine_m(*a, *downtown) < 3_000
+    # Downtown (3 km around it is ~3 % of the city's area) holds far more than 3 % of starts.
+    assert near_downtown / len(trips) > 0.15
+    assert [sampler.trip(random.Random(3)) for _ in range(3)] == [
+        sampler.trip(random.Random(3)) for _ in range(3)
+    ]

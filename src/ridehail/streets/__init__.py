@@ -3,16 +3,19 @@ pickup-time estimates from it. A library for the simulator and the dispatcher: i
 domain and does no I/O."""
 
 from ridehail.streets.city import City, Hotspot, generate_city
+from ridehail.streets.demand import DemandProfile, TripSampler
 from ridehail.streets.eta import RoadNetworkEta
 from ridehail.streets.graph import Point, RoadClass, Route, StreetGraph
 
 __all__ = [
     "City",
+    "DemandProfile",
     "Hotspot",
     "Point",
     "RoadClass",
     "RoadNetworkEta",
     "Route",
     "StreetGraph",
+    "TripSampler",
     "generate_city",
 ]
