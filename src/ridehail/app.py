@@ -15,6 +15,8 @@ from ridehail.dispatch.routes import router as dispatch_router
 from ridehail.drivers.routes import router as drivers_router
 from ridehail.locations import fast_ingest
 from ridehail.locations.routes import router as locations_router
+from ridehail.notifications.routes import router as notifications_router
+from ridehail.payments.routes import router as payments_router
 from ridehail.pricing.routes import router as pricing_router
 from ridehail.realtime.routes import router as realtime_router
 from ridehail.rides.routes import router as rides_router
@@ -41,6 +43,11 @@ Errors are `application/problem+json` (RFC 9457).
   `{"type": "offer", ...}` as they are made. Send `{"type": "location", "latitude", ...}`
   frames (same fields as the PUT) instead of PUTs; a bad frame gets
   `{"type": "error", "status": 422, ...}`.
+- `GET /api/v1/notifications/stream` — any signed-in user. After auth:
+  `{"type": "notifications.snapshot", "notifications": [...]}` (the latest, newest first),
+  then `{"type": "notification", "notification_id", "kind", "title", "body", "data",
+  "created_at", "read_at"}` as each is sent. The two sockets above carry the caller's
+  notifications too, in the same shape.
 """
 
 
@@ -113,6 +120,8 @@ def create_app(
         pricing_router,
         rides_router,
         dispatch_router,
+        payments_router,
+        notifications_router,
         realtime_router,
         ops.router,
     ):

@@ -19,8 +19,10 @@ from ridehail.db.outbox import wrote_events
 from ridehail.dispatch import (
     Dispatcher,
     DispatchPolicy,
+    EtaProvider,
     StraightLineEta,
     Strategy,
+    SurgeUpdater,
     open_searches_with_requests,
     opened_searches,
     subscribe_dispatch,
@@ -34,16 +36,34 @@ from ridehail.messaging import (
     RedisPubSub,
     RedisStreamsEventBus,
 )
+from ridehail.messaging.ports import RetryPolicy
 from ridehail.messaging.relay import OutboxRelay
+from ridehail.notifications import (
+    MessageLog,
+    NotificationSender,
+    SenderPolicy,
+    queued_work,
+    subscribe_notifications,
+)
+from ridehail.payments import (
+    PROVIDER_KEY,
+    PaymentsWorker,
+    build_provider,
+    made_work_due,
+    subscribe_payments,
+)
+from ridehail.payments import policy_from_settings as payments_policy
+from ridehail.pricing import surge_policy_from_settings
 from ridehail.realtime import subscribe_realtime
 from ridehail.runtime import Runtime
 from ridehail.settings import Settings
 
 log = structlog.get_logger("ridehail.bootstrap")
 
-#: Background components a process may run: the outbox relay, the dispatcher, and the
-#: real-time bridge (bus events -> WebSocket clients).
-ALL_ROLES = frozenset({"relay", "dispatch", "realtime"})
+#: Background components a process may run: the outbox relay, the dispatcher, the
+#: real-time bridge (bus events -> WebSocket clients), the notification sender (events ->
+#: in-app, email, SMS, webhooks) and the payments worker (charges and refunds).
+ALL_ROLES = frozenset({"relay", "dispatch", "realtime", "notifications", "payments"})
 #: What an API-only process runs besides HTTP.
 API_ROLES = frozenset({"relay", "realtime"})
 
@@ -61,6 +81,8 @@ class Container:
     components: list[Component] = field(default_factory=list)
     dispatcher: Dispatcher | None = None
     relay: OutboxRelay | None = None
+    notifications: NotificationSender | None = None
+    payments: PaymentsWorker | None = None
 
 
 def dispatch_policy(settings: Settings) -> DispatchPolicy:
@@ -85,6 +107,47 @@ def dispatch_policy(settings: Settings) -> DispatchPolicy:
         search_timeout_s=settings.dispatch_search_timeout_s,
         retry_interval_s=settings.dispatch_retry_interval_s,
         stale_after_s=settings.location_stale_after_s,
+    )
+
+
+def eta_provider(settings: Settings) -> EtaProvider:
+    """The dispatcher's pickup-time estimates, by RIDEHAIL_DISPATCH_ETA."""
+    if settings.dispatch_eta == "road_network":
+        from ridehail.streets import RoadNetworkEta, generate_city
+
+        seed = int(settings.road_network.removeprefix("generated:"))
+        return RoadNetworkEta(generate_city(seed=seed).graph)
+    return StraightLineEta(
+        detour_factor=settings.dispatch_detour_factor, timezone=ZoneInfo(settings.city_timezone)
+    )
+
+
+def notification_sender(settings: Settings, *, db: Database, pubsub: PubSub) -> NotificationSender:
+    """The sender with the logging email/SMS adapter (the only provider so far)."""
+    log_path = settings.notifications_log_path or settings.var_dir / "notifications.jsonl"
+    messages = MessageLog(log_path)
+    policy = SenderPolicy(
+        batch=settings.notifications_batch,
+        lease_s=settings.notifications_lease_s,
+        retry=RetryPolicy(
+            max_attempts=settings.notifications_max_attempts,
+            base_s=settings.notifications_retry_base_s,
+            cap_s=settings.notifications_retry_cap_s,
+        ),
+        webhook_retry=RetryPolicy(
+            max_attempts=settings.webhook_max_attempts,
+            base_s=settings.webhook_retry_base_s,
+            cap_s=settings.webhook_retry_cap_s,
+        ),
+        webhook_timeout_s=settings.webhook_timeout_s,
+    )
+    return NotificationSender(
+        db=db,
+        pubsub=pubsub,
+        email=messages,
+        sms=messages,
+        policy=policy,
+        poll_s=settings.notifications_poll_s,
     )
 
 
@@ -154,6 +217,9 @@ def build(settings: Settings, *, roles: Collection[str] = ALL_ROLES) -> Containe
         redis=client,
     )
     container = Container(runtime=runtime, passwords=passwords, tokens=tokens)
+    # Any process may call the card processor (an admin's refund is made by the API).
+    provider = build_provider(settings)
+    runtime.extras[PROVIDER_KEY] = provider
     if "relay" in roles:
         relay = OutboxRelay(db=db, bus=bus, poll_s=settings.relay_poll_s)
         container.relay = relay
@@ -172,10 +238,7 @@ def build(settings: Settings, *, roles: Collection[str] = ALL_ROLES) -> Containe
             db=db,
             store=store,
             policy=dispatch_policy(settings),
-            eta=StraightLineEta(
-                detour_factor=settings.dispatch_detour_factor,
-                timezone=ZoneInfo(settings.city_timezone),
-            ),
+            eta=eta_provider(settings),
             tick_s=settings.dispatch_tick_s,
             pubsub=pubsub,
         )
@@ -189,8 +252,49 @@ def build(settings: Settings, *, roles: Collection[str] = ALL_ROLES) -> Containe
         db.on_commit(nudge_dispatcher)
         container.dispatcher = dispatcher
         container.components.append(dispatcher)
+    if "dispatch" in roles and settings.surge_enabled:
+        # Surge: the dispatch role recomputes the multipliers every process prices with.
+        container.components.append(
+            SurgeUpdater(
+                db=db,
+                store=store,
+                policy=surge_policy_from_settings(settings),
+                resolution=settings.surge_resolution,
+                window_s=settings.surge_window_s,
+                stale_after_s=settings.location_stale_after_s,
+                interval_s=settings.surge_interval_s,
+            )
+        )
     if "realtime" in roles:
         subscribe_realtime(bus, pubsub=pubsub)
+    if "notifications" in roles:
+        sender = notification_sender(settings, db=db, pubsub=pubsub)
+        subscribe_notifications(bus, db=db, nudge=sender.nudge)
+
+        def nudge_sender(session: AsyncSession) -> None:
+            if queued_work(session):
+                sender.nudge()
+
+        db.on_commit(nudge_sender)
+        container.notifications = sender
+        container.components.append(sender)
+    if "payments" in roles:
+        # Payments: completed rides (and fees) become charges, made by this worker.
+        worker = PaymentsWorker(
+            db=db,
+            provider=provider,
+            policy=payments_policy(settings),
+            poll_s=settings.payments_poll_s,
+        )
+        subscribe_payments(bus, db=db, policy=payments_policy(settings))
+
+        def nudge_payments(session: AsyncSession) -> None:
+            if made_work_due(session):
+                worker.nudge()
+
+        db.on_commit(nudge_payments)
+        container.payments = worker
+        container.components.append(worker)
     return container
 
 

@@ -82,14 +82,18 @@ def _share_metrics_between_workers(settings: Settings) -> None:
 
 @app.command()
 def worker(
-    kind: str = typer.Argument(..., help="'dispatch' or 'relay' (or 'all')."),
+    kind: str = typer.Argument(
+        ..., help="A role: dispatch, notifications, realtime, relay, ... (or 'all')."
+    ),
 ) -> None:
     """Run background work without HTTP (production profile)."""
     settings = Settings()
     configure_logging(level=settings.log_level, fmt=settings.log_format)
     roles = bootstrap.ALL_ROLES if kind == "all" else frozenset({kind})
     if not roles <= bootstrap.ALL_ROLES:
-        raise typer.BadParameter("kind must be one of: dispatch, relay, all")
+        raise typer.BadParameter(
+            f"kind must be one of: {', '.join(sorted(bootstrap.ALL_ROLES))}, all"
+        )
     if settings.redis_url is None:
         raise typer.BadParameter(
             "workers need RIDEHAIL_REDIS_URL (the embedded default runs them inside serve)"

@@ -7,6 +7,20 @@ from ridehail.db.outbox import OutboxEvent
 from ridehail.db.processed import ProcessedEvent
 from ridehail.dispatch.models import Candidate, DriverState, Offer, Search
 from ridehail.drivers.models import Driver
+from ridehail.notifications.models import (
+    Notification,
+    NotificationPreference,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
+from ridehail.payments.models import (
+    LedgerEntry,
+    LedgerTransaction,
+    Payment,
+    PaymentMethod,
+    Refund,
+)
+from ridehail.pricing.models import SurgeCellRow
 from ridehail.rides.models import Ride
 
 metadata = Base.metadata
@@ -17,10 +31,20 @@ __all__ = [
     "Driver",
     "DriverState",
     "IdempotencyRecord",
+    "LedgerEntry",
+    "LedgerTransaction",
+    "Notification",
+    "NotificationPreference",
     "Offer",
     "OutboxEvent",
+    "Payment",
+    "PaymentMethod",
     "ProcessedEvent",
+    "Refund",
     "Ride",
     "Search",
+    "SurgeCellRow",
+    "WebhookDelivery",
+    "WebhookEndpoint",
     "metadata",
 ]

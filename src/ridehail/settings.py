@@ -6,6 +6,7 @@ Secrets are `SecretStr`, so they never reach a log line or a repr.
 from __future__ import annotations
 
 import secrets
+from decimal import Decimal
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -93,6 +94,12 @@ class Settings(BaseSettings):
     #: city's time zone (an IANA name).
     dispatch_detour_factor: float = Field(default=1.3, ge=1.0)
     city_timezone: str = "UTC"
+    #: Pickup times for ranking: "straight_line" (above) or "road_network" (routing over
+    #: the street graph named by road_network).
+    dispatch_eta: Literal["straight_line", "road_network"] = "straight_line"
+    #: The street graph: "generated:<seed>" is the generated city of that seed (what
+    #: `ridehail simulate` drives on by default).
+    road_network: str = Field(default="generated:1", pattern=r"^generated:\d{1,9}$")
     dispatch_offer_ttl_s: float = Field(default=15.0, gt=0)
     dispatch_search_timeout_s: float = Field(default=120.0, gt=0)
     dispatch_retry_interval_s: float = Field(default=2.0, gt=0)
@@ -114,6 +121,85 @@ class Settings(BaseSettings):
     fare_booking_fee: str = "1.00"
     fare_detour_factor: float = Field(default=1.3, ge=1.0)
     fare_assumed_speed_kmh: float = Field(default=25.0, gt=0)
+
+    # --- Payments (charges after the ride, refunds, the ledger) ---
+    #: The platform's share of a fare excluding the booking fee (which is all the
+    #: platform's), and of cancellation and no-show fees; a decimal string.
+    payments_commission_rate: str = Field(default="0.20", pattern=r"^(0(\.\d{1,4})?|1(\.0{1,4})?)$")
+    #: Charges one worker runs at once (each is a call to the provider).
+    payments_concurrency: int = Field(default=8, ge=1, le=256)
+    #: A claimed payment nobody finished within this long (its worker died) is claimed again.
+    payments_lease_s: float = Field(default=30.0, gt=0)
+    #: How long we wait for the provider's answer before treating the outcome as unknown.
+    payments_provider_timeout_s: float = Field(default=10.0, gt=0)
+    #: Failed attempts (timeouts, provider errors) are retried after base * 2**n seconds,
+    #: capped, with jitter; after max_attempts the payment is failed.
+    payments_retry_base_s: float = Field(default=2.0, gt=0)
+    payments_retry_cap_s: float = Field(default=300.0, gt=0)
+    payments_max_attempts: int = Field(default=6, ge=1, le=100)
+    #: The worker looks for due payments at least this often (a commit nudges it sooner).
+    payments_poll_s: float = Field(default=1.0, gt=0)
+    #: The sandbox card processor (the only payment provider so far): its own record, a
+    #: SQLite file (default: <var_dir>/payments-sandbox.db), and how it behaves.
+    payments_sandbox_path: Path | None = None
+    payments_sandbox_latency_min_ms: float = Field(default=20.0, ge=0)
+    payments_sandbox_latency_max_ms: float = Field(default=60.0, ge=0)
+    #: tok_flaky fails this many calls per idempotency key before it succeeds.
+    payments_sandbox_flaky_failures: int = Field(default=2, ge=0)
+
+    # --- Pricing (fees, surge) ---
+    #: Waiting at pickup: the time between the driver's arrival and the trip's start beyond
+    #: the free period is charged per minute (not surged).
+    fare_waiting_free_s: float = Field(default=120.0, ge=0)
+    fare_waiting_per_minute: Decimal = Field(default=Decimal("0.30"), ge=0, max_digits=12)
+    #: A rider who cancels more than the grace period after a driver accepted (while the
+    #: driver is on the way or waiting) pays the cancellation fee.
+    fare_cancellation_grace_s: float = Field(default=120.0, ge=0)
+    fare_cancellation_fee: Decimal = Field(default=Decimal("5.00"), ge=0, max_digits=12)
+    #: A driver who waited at pickup longer than this may cancel with the reason
+    #: "rider_no_show": the ride ends and the rider pays the no-show fee.
+    fare_no_show_wait_s: float = Field(default=300.0, ge=0)
+    fare_no_show_fee: Decimal = Field(default=Decimal("5.00"), ge=0, max_digits=12)
+    #: Surge: requests (demand) and free drivers with fresh positions (supply) per H3 cell of
+    #: this resolution over the last window, recomputed every interval by the dispatch role.
+    surge_enabled: bool = True
+    surge_resolution: int = Field(default=8, ge=0, le=15)
+    surge_window_s: float = Field(default=300.0, gt=0)
+    surge_interval_s: float = Field(default=15.0, gt=0)
+    #: multiplier = 1 + sensitivity x (smoothed demand/supply - threshold), rounded down to
+    #: a step, between 1 and the cap; neighbours count with this weight; a multiplier falls
+    #: only once the computed value is the hysteresis below it (see pricing/surge.py).
+    surge_cap: Decimal = Field(default=Decimal("3.0"), ge=1, le=10)
+    surge_step: Decimal = Field(default=Decimal("0.1"), gt=0, le=1)
+    surge_hysteresis: Decimal = Field(default=Decimal("0.2"), ge=0, le=5)
+    surge_sensitivity: Decimal = Field(default=Decimal("0.5"), ge=0, le=100)
+    surge_threshold: Decimal = Field(default=Decimal("1.0"), ge=0, le=100)
+    surge_neighbour_weight: Decimal = Field(default=Decimal("0.5"), ge=0, le=1)
+    #: Each process keeps the current multipliers this long before reading them again.
+    surge_cache_s: float = Field(default=5.0, ge=0)
+
+    # --- Notifications (in-app, email, SMS, webhooks) ---
+    #: The sender looks for due notifications and webhook deliveries at least this often
+    #: (a commit that queued some nudges it sooner).
+    notifications_poll_s: float = Field(default=1.0, gt=0)
+    #: Notifications (and, separately, webhook deliveries) one claim takes.
+    notifications_batch: int = Field(default=50, ge=1, le=1_000)
+    #: A claimed notification or delivery not finished within this long (its sender died)
+    #: is taken again; must exceed webhook_timeout_s.
+    notifications_lease_s: float = Field(default=60.0, gt=0)
+    #: Email/SMS/in-app: attempts (then "failed"), retried after base * 2**n s, capped, jittered.
+    notifications_max_attempts: int = Field(default=5, ge=1, le=100)
+    notifications_retry_base_s: float = Field(default=5.0, gt=0)
+    notifications_retry_cap_s: float = Field(default=600.0, gt=0)
+    #: The logging email/SMS adapter's record, one JSON line per call (default:
+    #: <var_dir>/notifications.jsonl).
+    notifications_log_path: Path | None = None
+    #: Webhooks: attempts before a delivery is dead, backoff (base * 2**n s, capped,
+    #: jittered) and the time one POST may take.
+    webhook_max_attempts: int = Field(default=8, ge=1, le=100)
+    webhook_retry_base_s: float = Field(default=5.0, gt=0)
+    webhook_retry_cap_s: float = Field(default=3_600.0, gt=0)
+    webhook_timeout_s: float = Field(default=10.0, gt=0)
 
     @field_validator("city_timezone")
     @classmethod

@@ -44,13 +44,16 @@ class Backend:
     database_url: str
     redis_url: str | None
     key_prefix: str
+    #: The test's own var/ (JWT secret file, the sandbox card processor's record, the
+    #: email/SMS log), so no test writes into the checkout or sees another's files.
+    var_dir: Path
 
     def settings(self, **overrides: Any) -> Settings:
         return profiles.settings_for(
             database_url=self.database_url,
             redis_url=self.redis_url,
             key_prefix=self.key_prefix,
-            **overrides,
+            **{"var_dir": self.var_dir, **overrides},
         )
 
 
@@ -64,7 +67,7 @@ async def backend(
     if profile == "production":
         database_url = request.getfixturevalue("pg_database")
         await profiles.truncate_all(database_url)
-        yield Backend(database_url, redis_url, prefix)
+        yield Backend(database_url, redis_url, prefix, tmp_path / "var")
         client = aioredis.from_url(redis_url)
         keys = [k async for k in client.scan_iter(match=f"{prefix}*", count=1000)]
         if keys:
@@ -73,7 +76,7 @@ async def backend(
     else:
         database_url = f"sqlite+aiosqlite:///{tmp_path}/ridehail.db"
         await asyncio.to_thread(upgrade, database_url)
-        yield Backend(database_url, None, prefix)
+        yield Backend(database_url, None, prefix, tmp_path / "var")
 
 
 @pytest.fixture

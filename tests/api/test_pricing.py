@@ -24,7 +24,16 @@ async def test_the_estimate_is_what_a_ride_request_gets(make_api) -> None:  # ty
         estimate = resp.json()
         lines = estimate["breakdown"]
         assert sum(Decimal(v) for v in lines.values()) == Decimal(estimate["amount"])
-        assert set(lines) == {"base", "distance", "time", "booking_fee", "minimum_adjustment"}
+        assert set(lines) == {
+            "base",
+            "distance",
+            "time",
+            "surge",
+            "waiting",
+            "booking_fee",
+            "minimum_adjustment",
+        }
+        assert estimate["surge_multiplier"] == "1.0" and lines["surge"] == "0.00"
         ride = await api.request_ride(rider, HELSINKI, DROPOFF)
         assert ride["fare_estimate"] == estimate
 

@@ -69,3 +69,13 @@ def test_cancel_during_trip_ends_it(role: Role) -> None:
 def test_cancel_after_the_end_is_a_conflict(role: Role, current: RideStatus) -> None:
     with pytest.raises(Conflict):
         status_after_cancel(current, role)
+
+
+def test_a_no_show_report_at_the_pickup_ends_the_ride() -> None:
+    assert status_after_cancel(S.DRIVER_ARRIVED, Role.DRIVER, no_show=True) is S.CANCELLED
+
+
+@pytest.mark.parametrize("current", [s for s in RideStatus if s is not S.DRIVER_ARRIVED])
+def test_a_no_show_report_anywhere_else_is_a_conflict(current: RideStatus) -> None:
+    with pytest.raises(Conflict):
+        status_after_cancel(current, Role.DRIVER, no_show=True)

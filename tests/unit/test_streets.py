@@ -200,3 +200,23 @@ def test_trip_ends_cluster_at_hotspots_and_stay_in_the_city() -> None:
     assert [sampler.trip(random.Random(3)) for _ in range(3)] == [
         sampler.trip(random.Random(3)) for _ in range(3)
     ]
+
+
+def test_the_dispatcher_can_rank_by_road_time_over_the_generated_city() -> None:
+    """A driver on the highway 1.5 km out reaches the pickup sooner than one 1 km away
+    across local streets: road ETAs say so, the straight line says the opposite."""
+    from ridehail.bootstrap import eta_provider
+    from ridehail.dispatch import StraightLineEta
+    from ridehail.settings import Settings
+
+    road = eta_provider(Settings(dispatch_eta="road_network", road_network="generated:1"))
+    assert isinstance(road, RoadNetworkEta)
+    assert isinstance(eta_provider(Settings()), StraightLineEta)
+    center = generate_city(seed=1).center
+    on_highway = offset(*center, north_m=0, east_m=1_500)
+    across_town = offset(*center, north_m=700, east_m=700)
+    pairs = [(on_highway, center), (across_town, center)]
+    highway_s, local_s = asyncio.run(road.travel_times_s(pairs, at=NOON))
+    assert highway_s < local_s
+    straight = asyncio.run(StraightLineEta().travel_times_s(pairs, at=NOON))
+    assert straight[0] > straight[1]

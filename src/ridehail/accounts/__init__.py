@@ -2,6 +2,15 @@
 
 from ridehail.accounts.models import Account
 from ridehail.accounts.security import Passwords, Tokens
-from ridehail.accounts.service import authenticate, get_account, register
+from ridehail.accounts.service import Contact, authenticate, contacts, get_account, register
 
-__all__ = ["Account", "Passwords", "Tokens", "authenticate", "get_account", "register"]
+__all__ = [
+    "Account",
+    "Contact",
+    "Passwords",
+    "Tokens",
+    "authenticate",
+    "contacts",
+    "get_account",
+    "register",
+]

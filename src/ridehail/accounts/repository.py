@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -24,3 +26,10 @@ async def get(session: AsyncSession, account_id: str) -> Account | None:
 async def get_by_email(session: AsyncSession, email: str) -> Account | None:
     result = await session.execute(select(Account).where(Account.email == email))
     return result.scalar_one_or_none()
+
+
+async def get_many(session: AsyncSession, account_ids: Collection[str]) -> list[Account]:
+    if not account_ids:
+        return []
+    result = await session.execute(select(Account).where(Account.id.in_(list(account_ids))))
+    return list(result.scalars())

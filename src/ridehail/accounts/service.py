@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+from dataclasses import dataclass
+
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ridehail.accounts import repository
@@ -54,3 +57,19 @@ async def get_account(session: AsyncSession, account_id: str) -> Account:
     if account is None:
         raise NotFound("account not found")
     return account
+
+
+@dataclass(frozen=True, slots=True)
+class Contact:
+    """How to reach a person outside the app (for notifications)."""
+
+    account_id: str
+    name: str
+    email: str
+    phone: str | None
+
+
+async def contacts(session: AsyncSession, account_ids: Collection[str]) -> dict[str, Contact]:
+    """Name, email and phone of each of ``account_ids`` that exists."""
+    accounts = await repository.get_many(session, account_ids)
+    return {a.id: Contact(a.id, a.name, a.email, a.phone) for a in accounts}

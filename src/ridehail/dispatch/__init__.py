@@ -9,6 +9,7 @@ from ridehail.dispatch.handlers import subscribe as subscribe_dispatch
 from ridehail.dispatch.policy import DispatchPolicy, Strategy
 from ridehail.dispatch.schemas import OfferOut
 from ridehail.dispatch.service import open_offers
+from ridehail.dispatch.surge import SurgeUpdater
 from ridehail.dispatch.worker import Dispatcher, offer_channel
 
 __all__ = [
@@ -18,6 +19,7 @@ __all__ = [
     "OfferOut",
     "StraightLineEta",
     "Strategy",
+    "SurgeUpdater",
     "offer_channel",
     "open_offers",
     "open_searches_with_requests",

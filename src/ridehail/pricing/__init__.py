@@ -1,29 +1,71 @@
-"""Pricing: fare estimates and final fares."""
+"""Pricing: fare estimates, final fares, fees and surge."""
 
-from decimal import Decimal
-
-from ridehail.pricing.domain import Fare, FarePolicy, compute_fare, estimate_fare, estimate_route
-from ridehail.settings import Settings
-
-
-def policy_from_settings(settings: Settings) -> FarePolicy:
-    return FarePolicy(
-        base=Decimal(settings.fare_base),
-        per_km=Decimal(settings.fare_per_km),
-        per_minute=Decimal(settings.fare_per_minute),
-        minimum=Decimal(settings.fare_minimum),
-        booking_fee=Decimal(settings.fare_booking_fee),
-        currency=settings.currency,
-        detour_factor=settings.fare_detour_factor,
-        assumed_speed_kmh=settings.fare_assumed_speed_kmh,
-    )
-
+from ridehail.pricing.domain import (
+    CANCELLATION,
+    NO_SHOW,
+    Fare,
+    FarePolicy,
+    Fee,
+    compute_fare,
+    estimate_difference,
+    estimate_fare,
+    estimate_route,
+    format_multiplier,
+    no_show_due,
+    no_show_fee,
+    rider_cancellation_fee,
+)
+from ridehail.pricing.schemas import FareEstimateOut
+from ridehail.pricing.service import (
+    SurgeBoard,
+    SurgeQuote,
+    current_multipliers,
+    parse_multiplier,
+    policy_from_settings,
+    save_surge,
+    surge_board,
+    surge_policy_from_settings,
+)
+from ridehail.pricing.surge import (
+    CellCounts,
+    SurgeCell,
+    SurgePolicy,
+    cell_of,
+    centre_of,
+    compute_surge,
+    disk,
+    disk_reach_m,
+)
 
 __all__ = [
+    "CANCELLATION",
+    "NO_SHOW",
+    "CellCounts",
     "Fare",
+    "FareEstimateOut",
     "FarePolicy",
+    "Fee",
+    "SurgeBoard",
+    "SurgeCell",
+    "SurgePolicy",
+    "SurgeQuote",
+    "cell_of",
+    "centre_of",
     "compute_fare",
+    "compute_surge",
+    "current_multipliers",
+    "disk",
+    "disk_reach_m",
+    "estimate_difference",
     "estimate_fare",
     "estimate_route",
+    "format_multiplier",
+    "no_show_due",
+    "no_show_fee",
+    "parse_multiplier",
     "policy_from_settings",
+    "rider_cancellation_fee",
+    "save_surge",
+    "surge_board",
+    "surge_policy_from_settings",
 ]

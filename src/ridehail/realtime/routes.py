@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import APIRouter, WebSocket
 from pydantic import ValidationError
 
-from ridehail import dispatch, locations, rides
+from ridehail import dispatch, locations, notifications, rides
 from ridehail.kernel.auth import Principal, Role
 from ridehail.kernel.clock import utcnow
 from ridehail.kernel.errors import DomainError
@@ -25,6 +25,8 @@ router = APIRouter(prefix="/api/v1")
 POSITION_INTERVAL_S = 1.0
 #: A ride-events socket follows its driver for this long at a time, renewed at a third.
 FOLLOW_S = 30.0
+#: Notifications a new notifications stream starts with.
+SNAPSHOT_SIZE = 20
 
 
 def _runtime(websocket: WebSocket) -> Runtime:
@@ -133,6 +135,8 @@ async def ride_events(websocket: WebSocket, ride_id: str) -> None:
     try:
         # Subscribe before the snapshot so no change falls between the two.
         await sub.add(ride_channel(ride_id))
+        mine = notifications.user_channel(principal.subject_id)
+        await sub.add(mine)
         ride = await _ride_for(runtime, principal, ride_id)
         if ride is None:
             await sockets.close(websocket, sockets.CLOSE_NOT_FOUND, "ride not found")
@@ -155,7 +159,9 @@ async def ride_events(websocket: WebSocket, ride_id: str) -> None:
                     if now >= watch.follow_renew_at - 0.01:
                         await watch.keep_following()
                     continue
-                if channel == ride_channel(ride_id):
+                if channel == mine:
+                    await sockets.send(websocket, message)  # the caller's notification
+                elif channel == ride_channel(ride_id):
                     fresh = await _ride_for(runtime, principal, ride_id)
                     if fresh is None:
                         return
@@ -189,6 +195,8 @@ async def driver_stream(websocket: WebSocket, driver_id: str) -> None:
     sub = runtime.pubsub.subscription()
     try:
         await sub.add(dispatch.offer_channel(driver_id))
+        # The driver's notifications ({"type": "notification", ...}) come this way too.
+        await sub.add(notifications.user_channel(driver_id))
         async with runtime.db.read_only() as session:
             offers = await dispatch.open_offers(session, driver_id=driver_id, now=utcnow())
         for offer in offers:
@@ -204,6 +212,39 @@ async def driver_stream(websocket: WebSocket, driver_id: str) -> None:
             await _driver_frame(websocket, runtime, driver_id, message)
 
         await sockets.run_until_closed(websocket, outbound=outbound, on_message=inbound)
+    finally:
+        await sub.close()
+
+
+@router.websocket("/notifications/stream")
+async def notification_stream(websocket: WebSocket) -> None:
+    """Any signed-in user's notifications as they are sent: first a snapshot
+    ``{"type": "notifications.snapshot", "notifications": [...]}`` (the latest, newest
+    first), then ``{"type": "notification", ...}`` each."""
+    runtime = _runtime(websocket)
+    await websocket.accept()
+    principal = await sockets.authenticate(websocket, runtime)
+    if principal is None:
+        return
+    sub = runtime.pubsub.subscription()
+    try:
+        await sub.add(notifications.user_channel(principal.subject_id))
+        async with runtime.db.read_only() as session:
+            latest = await notifications.list_notifications(
+                session, user_id=principal.subject_id, before_id=None, limit=SNAPSHOT_SIZE
+            )
+        bodies = [notifications.NotificationOut.of(n).model_dump(mode="json") for n in latest]
+        await sockets.send(websocket, {"type": "notifications.snapshot", "notifications": bodies})
+
+        async def outbound() -> None:
+            while True:
+                _channel, message = await sub.get()
+                await sockets.send(websocket, message)
+
+        async def ignore(_message: dict[str, Any]) -> None:
+            return None
+
+        await sockets.run_until_closed(websocket, outbound=outbound, on_message=ignore)
     finally:
         await sub.close()
 

@@ -11,6 +11,7 @@ from ridehail.rides.service import (
     get_rides,
     give_up_search,
     lock_ride,
+    pickup_demand,
     rides_searching_since_before,
 )
 
@@ -27,5 +28,6 @@ __all__ = [
     "get_rides",
     "give_up_search",
     "lock_ride",
+    "pickup_demand",
     "rides_searching_since_before",
 ]

@@ -48,10 +48,20 @@ def ensure_transition(current: RideStatus, target: RideStatus) -> None:
         raise Conflict(f"a ride that is {current.value} cannot become {target.value}")
 
 
-def status_after_cancel(current: RideStatus, by: Role) -> RideStatus:
+#: The cancel reason with which a driver waiting at pickup reports that the rider did not
+#: come: the ride ends (it does not search again) and the no-show fee is due.
+NO_SHOW_REASON = "rider_no_show"
+
+
+def status_after_cancel(current: RideStatus, by: Role, *, no_show: bool = False) -> RideStatus:
     """What a cancel by ``by`` leads to: back to searching when the driver gives up a ride
-    before pickup, otherwise cancelled. Raises Conflict when the ride can no longer be
-    cancelled."""
+    before pickup, otherwise cancelled. A driver's no-show report (``no_show``) ends the
+    ride, and is only possible while the driver waits at pickup. Raises Conflict when the
+    ride can no longer be cancelled (or no rider can have failed to show)."""
+    if no_show and by is Role.DRIVER:
+        if current is not S.DRIVER_ARRIVED:
+            raise Conflict("a no-show can only be reported while waiting at the pickup")
+        return S.CANCELLED
     if by is Role.DRIVER and current in BEFORE_PICKUP:
         return S.SEARCHING
     ensure_transition(current, S.CANCELLED)

@@ -29,6 +29,12 @@ class Ride(Base):
     fare: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     #: The rider's payment method (payments domain id) chosen at request; None is cash.
     payment_method_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    #: The surge multiplier locked at request time ("1.0", "1.5"; None on rides from
+    #: before surge, meaning 1.0) and the H3 cell of the pickup it was read for (demand).
+    surge_multiplier: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    pickup_cell: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    #: The trip's recorded route at completion, [[latitude, longitude], ...] (thinned).
+    route_points: Mapped[list[list[float]] | None] = mapped_column(JSON, nullable=True)
     #: Driver name and vehicle as they were when the driver accepted (receipts keep them).
     driver_snapshot: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     distance_m: Mapped[float | None] = mapped_column(Float, nullable=True)
@@ -47,6 +53,8 @@ class Ride(Base):
         Index("ix_rides_rides_rider_id_id", "rider_id", "id"),
         Index("ix_rides_rides_driver_id_id", "driver_id", "id"),
         Index("ix_rides_rides_status_id", "status", "id"),
+        #: Surge demand: the rides requested in the last window, by pickup cell.
+        Index("ix_rides_rides_created_at", "created_at"),
         Index(
             "uq_rides_one_active_ride_per_driver",
             "driver_id",

@@ -6,7 +6,7 @@ from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -114,3 +114,13 @@ async def drivers_with_active_rides(session: AsyncSession, driver_ids: Collectio
         )
     )
     return {d for d in result.scalars() if d is not None}
+
+
+async def pickup_demand(session: AsyncSession, since: datetime) -> dict[str, int]:
+    """Rides requested since ``since``, counted by the pickup cell they were priced in."""
+    result = await session.execute(
+        select(Ride.pickup_cell, func.count())
+        .where(Ride.created_at >= since, Ride.pickup_cell.is_not(None))
+        .group_by(Ride.pickup_cell)
+    )
+    return {cell: int(n) for cell, n in result.all() if cell is not None}

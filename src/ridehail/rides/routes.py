@@ -11,7 +11,7 @@ from ridehail.kernel.auth import Role
 from ridehail.kernel.errors import InvalidRequest
 from ridehail.rides import service
 from ridehail.rides.domain import RideStatus
-from ridehail.rides.schemas import RideCancel, RideCreate, RideOut, RidePage
+from ridehail.rides.schemas import ReceiptOut, RideCancel, RideCreate, RideOut, RidePage
 from ridehail.web.deps import PrincipalDep, ReadSession, RuntimeDep, require_role
 
 router = APIRouter(prefix="/api/v1", tags=["rides"])
@@ -26,10 +26,23 @@ async def request_ride(body: RideCreate, principal: PrincipalDep, runtime: Runti
         end=(body.end_latitude, body.end_longitude),
         seats=body.seats,
     )
-    policy = pricing.policy_from_settings(runtime.settings)
+    settings = runtime.settings
+    policy = pricing.policy_from_settings(settings)
+    board = pricing.surge_board(runtime.extras, settings)
     async with runtime.db.transaction() as session:
+        surge = await board.quote(
+            session,
+            latitude=body.start_latitude,
+            longitude=body.start_longitude,
+            resolution=settings.surge_resolution,
+        )
         ride = await service.request_ride(
-            session, rider_id=principal.subject_id, trip=trip, policy=policy
+            session,
+            rider_id=principal.subject_id,
+            trip=trip,
+            policy=policy,
+            surge=surge,
+            payment_method_id=body.payment_method_id,
         )
     return RideOut.of(ride)
 
@@ -65,13 +78,24 @@ async def list_rides(
     more = len(rides) > page_size
     rides = rides[:page_size]
     token = _encode_token(rides[-1].id) if more and rides else None
-    return RidePage(rides=[RideOut.of(r) for r in rides], next_page_token=token)
+    paid = await service.payment_views(session, rides)
+    return RidePage(rides=[RideOut.of(r, paid.get(r.id)) for r in rides], next_page_token=token)
 
 
 @router.get("/rides/{ride_id}", response_model=RideOut)
 async def get_ride(ride_id: str, principal: PrincipalDep, session: ReadSession) -> RideOut:
     ride = await service.get_ride_for(session, principal=principal, ride_id=ride_id)
-    return RideOut.of(ride)
+    paid = await service.payment_views(session, [ride])
+    return RideOut.of(ride, paid.get(ride.id))
+
+
+@router.get("/rides/{ride_id}/receipt", response_model=ReceiptOut)
+async def get_receipt(ride_id: str, principal: PrincipalDep, session: ReadSession) -> ReceiptOut:
+    """The receipt of a completed ride (or of one cancelled with a fee): its rider, its
+    driver or an admin; 409 while there is nothing to pay."""
+    ride = await service.receipt_ride(session, principal=principal, ride_id=ride_id)
+    payment = await service.receipt_payment(session, ride)
+    return ReceiptOut.of(ride, payment=payment)
 
 
 @router.post("/rides/{ride_id}:arrive", response_model=RideOut)
@@ -108,8 +132,14 @@ async def complete(ride_id: str, principal: PrincipalDep, runtime: RuntimeDep) -
 async def cancel(
     ride_id: str, principal: PrincipalDep, runtime: RuntimeDep, body: RideCancel | None = None
 ) -> RideOut:
-    """Rider: the ride is cancelled. Driver before pickup: the ride searches again."""
+    """Rider: the ride is cancelled (with the cancellation fee past the grace period after
+    a driver accepted). Driver before pickup: the ride searches again; a driver who waited
+    at the pickup past the limit may give the reason "rider_no_show" instead: the ride is
+    cancelled with the no-show fee (409 before the limit)."""
     reason = body.reason if body else None
+    policy = pricing.policy_from_settings(runtime.settings)
     async with runtime.db.transaction() as session:
-        ride = await service.cancel(session, ride_id=ride_id, principal=principal, reason=reason)
+        ride = await service.cancel(
+            session, ride_id=ride_id, principal=principal, reason=reason, policy=policy
+        )
     return RideOut.of(ride)

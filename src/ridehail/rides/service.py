@@ -10,15 +10,21 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ridehail import locations, pricing
-from ridehail.contracts import RideRequested, RideStatusChanged
+from ridehail import locations, payments, pricing
+from ridehail.contracts import RideCancelled, RideCompleted, RideRequested, RideStatusChanged
 from ridehail.db import add_event
 from ridehail.kernel.auth import Principal, Role
 from ridehail.kernel.clock import utcnow
 from ridehail.kernel.errors import Conflict, NotFound, PermissionDenied
 from ridehail.kernel.ids import new_id
 from ridehail.rides import repository
-from ridehail.rides.domain import RideStatus, ensure_transition, status_after_cancel
+from ridehail.rides.domain import (
+    BEFORE_PICKUP,
+    NO_SHOW_REASON,
+    RideStatus,
+    ensure_transition,
+    status_after_cancel,
+)
 from ridehail.rides.models import Ride
 
 S = RideStatus
@@ -32,9 +38,25 @@ class Trip:
 
 
 async def request_ride(
-    session: AsyncSession, *, rider_id: str, trip: Trip, policy: pricing.FarePolicy
+    session: AsyncSession,
+    *,
+    rider_id: str,
+    trip: Trip,
+    policy: pricing.FarePolicy,
+    surge: pricing.SurgeQuote | None = None,
+    payment_method_id: str | None = None,
 ) -> Ride:
-    estimate = pricing.estimate_fare(policy, start=trip.start, end=trip.end)
+    """A new searching ride, its estimate priced at the surge in force at the pickup
+    (``surge``), which is locked into the ride: the final fare uses the same multiplier.
+    It is paid with ``payment_method_id`` (one of the rider's methods, else 422), else the
+    rider's default method, else cash (None)."""
+    method_id = await payments.choose_payment_method(
+        session, rider_id=rider_id, payment_method_id=payment_method_id
+    )
+    multiplier = surge.multiplier if surge is not None else pricing.parse_multiplier(None)
+    estimate = pricing.estimate_fare(
+        policy, start=trip.start, end=trip.end, surge_multiplier=multiplier
+    )
     now = utcnow()
     ride = Ride(
         id=new_id("ride"),
@@ -46,6 +68,9 @@ async def request_ride(
         end_longitude=trip.end[1],
         seats=trip.seats,
         fare_estimate=estimate.as_json(),
+        surge_multiplier=pricing.format_multiplier(multiplier),
+        pickup_cell=surge.cell if surge is not None else None,
+        payment_method_id=method_id,
         created_at=now,
         updated_at=now,
     )
@@ -207,6 +232,30 @@ async def start(
     return moved
 
 
+#: A receipt's route keeps at most this many points of the trip's trace.
+ROUTE_MAX_POINTS = 200
+
+
+def _route(trace: Collection[locations.LocationFix], since: datetime) -> list[list[float]]:
+    """The trip's points as [latitude, longitude]: from where the driver was at the start
+    (the last fix at or before it) on, evenly thinned to ROUTE_MAX_POINTS."""
+    ordered = sorted(trace, key=lambda p: p.recorded_at)
+    before = [p for p in ordered if p.recorded_at <= since]
+    kept = before[-1:] + [p for p in ordered if p.recorded_at > since]
+    if len(kept) > ROUTE_MAX_POINTS:
+        last = len(kept) - 1
+        picks = sorted({round(i * last / (ROUTE_MAX_POINTS - 1)) for i in range(ROUTE_MAX_POINTS)})
+        kept = [kept[i] for i in picks]
+    return [[p.latitude, p.longitude] for p in kept]
+
+
+def _waited_s(ride: Ride, until: datetime) -> float:
+    """Seconds the driver has waited at the pickup (0 before arriving)."""
+    if ride.arrived_at is None:
+        return 0.0
+    return max(0.0, (until - ride.arrived_at).total_seconds())
+
+
 async def complete(
     session: AsyncSession,
     *,
@@ -216,8 +265,10 @@ async def complete(
     policy: pricing.FarePolicy,
 ) -> Ride:
     """Finish the trip and price it from the distance the driver's locations actually
-    covered (jitter within the reported accuracy ignored). With fewer than two recorded
-    points the estimated route distance is charged instead."""
+    covered (jitter within the reported accuracy ignored), at the surge locked at request,
+    with the waiting at pickup beyond the free period. With fewer than two recorded points
+    the estimated route distance is charged instead. The fare records its difference from
+    the estimate; RideCompleted goes to the outbox in this transaction."""
     ride = await _own_ride_as_driver(session, ride_id, driver_id)
     ensure_transition(RideStatus(ride.status), S.COMPLETED)
     now = utcnow()
@@ -231,33 +282,90 @@ async def complete(
             end=(ride.end_latitude, ride.end_longitude),
         )
     duration = max(0.0, (now - started_at).total_seconds())
-    fare = pricing.compute_fare(policy, distance_m=distance, duration_s=duration)
-    return await _move(
+    fare = pricing.compute_fare(
+        policy,
+        distance_m=distance,
+        duration_s=duration,
+        surge_multiplier=pricing.parse_multiplier(ride.surge_multiplier),
+        waiting_s=_waited_s(ride, started_at),
+    ).as_json()
+    fare["estimate_amount"] = ride.fare_estimate["amount"]
+    fare["estimate_difference"] = pricing.estimate_difference(fare, ride.fare_estimate)
+    moved = await _move(
         session,
         ride,
         S.COMPLETED,
         driver_id=driver_id,
         values={
             "completed_at": now,
-            "fare": fare.as_json(),
+            "fare": fare,
             "distance_m": round(distance, 1),
             "duration_s": round(duration, 1),
+            "route_points": _route(trace, started_at),
         },
     )
+    add_event(
+        session,
+        RideCompleted(
+            ride_id=ride.id,
+            rider_id=ride.rider_id,
+            driver_id=driver_id,
+            amount=fare["amount"],
+            currency=fare["currency"],
+            fare=fare,
+            payment_method_id=ride.payment_method_id,
+        ),
+    )
+    return moved
+
+
+def _cancel_fee(
+    ride: Ride, principal: Principal, *, no_show: bool, policy: pricing.FarePolicy, now: datetime
+) -> pricing.Fee | None:
+    """The fee a cancel that ends the ride costs the rider: the no-show fee for a driver's
+    no-show report (refused with 409 before the wait limit); the cancellation fee when the
+    rider cancels past the grace period after a driver accepted, while that driver is on
+    the way or waiting. Nothing otherwise (admins, searching rides, trips under way)."""
+    if no_show:
+        waited = _waited_s(ride, now)
+        if not pricing.no_show_due(policy, waited_s=waited):
+            raise Conflict(
+                f"a no-show can be reported after waiting {policy.no_show_wait_s:g} s at "
+                f"the pickup; waited {waited:.0f} s so far"
+            )
+        return pricing.no_show_fee(policy)
+    if (
+        principal.role is Role.RIDER
+        and RideStatus(ride.status) in BEFORE_PICKUP
+        and ride.accepted_at is not None
+    ):
+        since = (now - ride.accepted_at).total_seconds()
+        return pricing.rider_cancellation_fee(policy, since_accepted_s=since)
+    return None
 
 
 async def cancel(
-    session: AsyncSession, *, ride_id: str, principal: Principal, reason: str | None
+    session: AsyncSession,
+    *,
+    ride_id: str,
+    principal: Principal,
+    reason: str | None,
+    policy: pricing.FarePolicy,
 ) -> Ride:
     """Rider or admin: the ride ends. Driver before pickup: the ride goes back to the search
-    (without this driver); driver after pickup: the ride ends."""
+    (without this driver), except a no-show report (reason "rider_no_show", only at the
+    pickup after the wait limit), which ends it; driver after pickup: the ride ends.
+
+    A cancel that ends the ride writes RideCancelled with the fee due, if any (see
+    :func:`_cancel_fee`); the fee is also the ride's ``fare`` (itemized like a fare)."""
     # Decide from the status as it is once we hold the row: a cancel racing an accept
     # then cancels the assigned ride instead of failing on a status it read too early.
     ride = await lock_ride(session, ride_id)
     if not can_view(principal, ride):
         raise NotFound("ride not found")
     current = RideStatus(ride.status)
-    target = status_after_cancel(current, principal.role)
+    no_show = principal.role is Role.DRIVER and reason == NO_SHOW_REASON
+    target = status_after_cancel(current, principal.role, no_show=no_show)
     now = utcnow()
     if target is S.SEARCHING:
         values: dict[str, Any] = {
@@ -274,8 +382,52 @@ async def cancel(
             driver_id=ride.driver_id,
             reason=reason or "driver_cancelled",
         )
+    fee = _cancel_fee(ride, principal, no_show=no_show, policy=policy, now=now)
     values = {"cancelled_at": now, "cancel_reason": reason, "cancelled_by": principal.role.value}
-    return await _move(session, ride, target, values=values, reason=reason)
+    if fee is not None:
+        values["fare"] = fee.as_json()
+    moved = await _move(session, ride, target, values=values, reason=reason)
+    add_event(
+        session,
+        RideCancelled(
+            ride_id=ride.id,
+            rider_id=ride.rider_id,
+            driver_id=ride.driver_id,
+            cancelled_by=principal.role.value,
+            reason=reason,
+            fee_kind=fee.kind if fee is not None else None,
+            fee_amount=fee.amount.as_json()["amount"] if fee is not None else "0.00",
+            currency=policy.currency,
+            payment_method_id=ride.payment_method_id,
+        ),
+    )
+    return moved
+
+
+async def receipt_ride(session: AsyncSession, *, principal: Principal, ride_id: str) -> Ride:
+    """The ride a receipt is for: one the caller may see (else 404) that ended with money
+    due, i.e. completed or cancelled with a fee (else 409)."""
+    ride = await get_ride_for(session, principal=principal, ride_id=ride_id)
+    ended_with_fee = ride.status == S.CANCELLED.value and ride.fare is not None
+    if ride.status != S.COMPLETED.value and not ended_with_fee:
+        raise Conflict(
+            f"the ride is {ride.status}: a receipt exists once it is completed "
+            "(or cancelled with a fee)"
+        )
+    return ride
+
+
+async def receipt_payment(session: AsyncSession, ride: Ride) -> payments.PaymentOut | None:
+    """The payment a receipt shows: the one place the payments domain plugs in (through
+    its face). None while no payment is known."""
+    return (await payments.payment_views(session, [ride.id])).get(ride.id)
+
+
+async def payment_views(
+    session: AsyncSession, rides: Collection[Ride]
+) -> dict[str, payments.PaymentOut]:
+    """The payment of each of ``rides`` that has one, by ride id (one query for a page)."""
+    return await payments.payment_views(session, [r.id for r in rides])
 
 
 async def give_up_search(session: AsyncSession, *, ride_id: str) -> Ride | None:
@@ -287,6 +439,11 @@ async def give_up_search(session: AsyncSession, *, ride_id: str) -> Ride | None:
         return await _move(session, ride, S.NO_DRIVERS_AVAILABLE, reason="search_timeout")
     except Conflict:
         return None
+
+
+async def pickup_demand(session: AsyncSession, since: datetime) -> dict[str, int]:
+    """Surge demand: rides requested since ``since`` by pickup cell (H3, hex)."""
+    return await repository.pickup_demand(session, since)
 
 
 async def drivers_with_active_rides(session: AsyncSession, driver_ids: Collection[str]) -> set[str]:
