@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import time
 import uuid
 from dataclasses import dataclass
@@ -11,6 +12,7 @@ from typing import Any
 
 import httpx
 from fastapi import FastAPI
+from websockets.asyncio.client import ClientConnection, connect
 
 _counter = itertools.count()
 
@@ -155,3 +157,20 @@ class Api:
         return await self.http.post(
             f"/api/v1/rides/{ride_id}:{verb}", json=body or None, headers=user.headers
         )
+
+
+async def open_socket(api: Api, path: str, user: User | None) -> ClientConnection:
+    """A WebSocket to ``path`` on a live app, authenticated as ``user`` (None: not at all)."""
+    ws = await connect(api.ws_url + path)
+    if user is not None:
+        await ws.send(json.dumps({"type": "auth", "access_token": user.token}))
+    return ws
+
+
+async def next_message(ws: ClientConnection, kind: str, timeout: float = 10.0) -> dict[str, Any]:
+    """The next message of type ``kind`` (others are skipped)."""
+    async with asyncio.timeout(timeout):
+        while True:
+            message = json.loads(await ws.recv())
+            if message["type"] == kind:
+                return dict(message)

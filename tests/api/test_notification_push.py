@@ -6,15 +6,14 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
 from ridehail.contracts import PaymentFailed, RideCompleted
 from ridehail.kernel.geo import offset
-from tests.api.client import HELSINKI, Api, User
+from tests.api.client import HELSINKI, User, next_message, open_socket
 from tests.api.notify_support import emit, settings
 
 STREAM = "/api/v1/notifications/stream"
@@ -30,21 +29,6 @@ def payment_failed(rider: User, ride_id: str) -> PaymentFailed:
         reason="insufficient_funds",
         attempts=1,
     )
-
-
-async def _open(api: Api, path: str, user: User | None) -> ClientConnection:
-    ws = await connect(api.ws_url + path)
-    if user is not None:
-        await ws.send(json.dumps({"type": "auth", "access_token": user.token}))
-    return ws
-
-
-async def _next(ws: ClientConnection, kind: str, timeout: float = 10.0) -> dict[str, Any]:
-    async with asyncio.timeout(timeout):
-        while True:
-            message = json.loads(await ws.recv())
-            if message["type"] == kind:
-                return dict(message)
 
 
 async def _drain(ws: ClientConnection) -> None:
@@ -65,23 +49,26 @@ async def test_the_notification_stream_pushes_the_callers_own(
                 "notifications"
             ]:
                 await asyncio.sleep(0.05)
-        alice_ws, bob_ws = await _open(api, STREAM, alice), await _open(api, STREAM, bob)
-        snapshot = await _next(alice_ws, "notifications.snapshot")
+        alice_ws, bob_ws = (
+            await open_socket(api, STREAM, alice),
+            await open_socket(api, STREAM, bob),
+        )
+        snapshot = await next_message(alice_ws, "notifications.snapshot")
         assert [n["data"]["ride_id"] for n in snapshot["notifications"]] == ["ride_before"]
-        assert (await _next(bob_ws, "notifications.snapshot"))["notifications"] == []
+        assert (await next_message(bob_ws, "notifications.snapshot"))["notifications"] == []
 
         await emit(api, payment_failed(alice, "ride_a"))
         await emit(api, payment_failed(bob, "ride_b"))
         # A notification in the snapshot may still be pushed once it is sent (the snapshot
         # lists what exists, the push follows the send): clients drop ids they already have.
         seen = {n["notification_id"] for n in snapshot["notifications"]}
-        pushed = await _next(alice_ws, "notification")
+        pushed = await next_message(alice_ws, "notification")
         while pushed["notification_id"] in seen:
-            pushed = await _next(alice_ws, "notification")
+            pushed = await next_message(alice_ws, "notification")
         assert pushed["kind"] == "payment_failed" and pushed["data"]["ride_id"] == "ride_a"
         assert pushed["notification_id"].startswith("ntf_")
         # Bob's first push is his own: Alice's, sent before it, never reached him.
-        assert (await _next(bob_ws, "notification"))["data"]["ride_id"] == "ride_b"
+        assert (await next_message(bob_ws, "notification"))["data"]["ride_id"] == "ride_b"
         await alice_ws.close()
         await bob_ws.close()
 
@@ -89,7 +76,7 @@ async def test_the_notification_stream_pushes_the_callers_own(
 async def test_the_notification_stream_needs_auth(make_live_api) -> None:  # type: ignore[no-untyped-def]
     async with make_live_api() as api:
         for first in ({"type": "hello"}, {"type": "auth", "access_token": "forged"}):
-            ws = await _open(api, STREAM, None)
+            ws = await open_socket(api, STREAM, None)
             await ws.send(json.dumps(first))
             with pytest.raises(ConnectionClosed):
                 await _drain(ws)
@@ -103,15 +90,15 @@ async def test_ride_socket_and_driver_stream_carry_notifications(
         rider, driver, other = await api.rider(), await api.driver(), await api.rider()
         dropoff = offset(*HELSINKI, north_m=2000, east_m=0)
         ride = await api.request_ride(rider, HELSINKI, dropoff)
-        ride_ws = await _open(api, f"/api/v1/rides/{ride['ride_id']}/events", rider)
-        await _next(ride_ws, "ride.status")  # subscribed
-        stream = await _open(api, f"/api/v1/drivers/{driver.id}/stream", driver)
+        ride_ws = await open_socket(api, f"/api/v1/rides/{ride['ride_id']}/events", rider)
+        await next_message(ride_ws, "ride.status")  # subscribed
+        stream = await open_socket(api, f"/api/v1/drivers/{driver.id}/stream", driver)
         await stream.send(json.dumps({"type": "teleport"}))
-        await _next(stream, "error")  # subscribed: frames are read only after that
+        await next_message(stream, "error")  # subscribed: frames are read only after that
 
         await emit(api, payment_failed(other, "ride_other"))  # nobody here is told
         await emit(api, payment_failed(rider, ride["ride_id"]))
-        note = await _next(ride_ws, "notification")
+        note = await next_message(ride_ws, "notification")
         assert note["kind"] == "payment_failed" and note["data"]["ride_id"] == ride["ride_id"]
 
         await emit(
@@ -125,7 +112,7 @@ async def test_ride_socket_and_driver_stream_carry_notifications(
                 fare={"amount": "9.90", "currency": "USD"},
             ),
         )
-        pushed = await _next(stream, "notification")
+        pushed = await next_message(stream, "notification")
         assert pushed["kind"] == "trip_completed" and pushed["data"]["ride_id"] == "ride_done"
         await ride_ws.close()
         await stream.close()

@@ -51,6 +51,7 @@ async def test_card_ride_is_captured_once_with_a_balanced_ledger(papi: Api) -> N
 
     done = await complete_ride(api, rider, driver)
     ride_id = done["ride_id"]
+    assert done["payment_method_id"] == card["payment_method_id"]  # the default, unasked
     payment = await wait_for_payment(api, rider, ride_id, "captured")
     assert payment["method"] == "card" and payment["kind"] == "ride"
     assert (payment["brand"], payment["last4"]) == ("visa", "4242")
@@ -139,6 +140,7 @@ async def test_a_chosen_cash_method_beats_the_default_card(papi: Api) -> None:
     cash = await add_method(api, rider, type="cash")
     assert cash["is_default"] is False
     done = await complete_ride(api, rider, driver, payment_method_id=cash["payment_method_id"])
+    assert done["payment_method_id"] == cash["payment_method_id"]
     payment = await wait_for_payment(api, rider, done["ride_id"], "captured")
     assert payment["method"] == "cash"
     assert not [c for c in sandbox(api).charges() if c["ride_id"] == done["ride_id"]]

@@ -8,35 +8,19 @@ import json
 from typing import Any
 
 import pytest
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
 from ridehail.kernel.geo import offset
-from tests.api.client import HELSINKI, Api, User
+from tests.api.client import HELSINKI, next_message, open_socket
 
 DROPOFF = offset(*HELSINKI, north_m=3000, east_m=0)
-
-
-async def _open(api: Api, path: str, user: User | None) -> ClientConnection:
-    ws = await connect(api.ws_url + path)
-    if user is not None:
-        await ws.send(json.dumps({"type": "auth", "access_token": user.token}))
-    return ws
-
-
-async def _next(ws: ClientConnection, kind: str, timeout: float = 10.0) -> dict[str, Any]:
-    """The next message of type ``kind`` (others are skipped)."""
-    async with asyncio.timeout(timeout):
-        while True:
-            message = json.loads(await ws.recv())
-            if message["type"] == kind:
-                return dict(message)
 
 
 async def _status(ws: ClientConnection, status: str) -> dict[str, Any]:
     async with asyncio.timeout(10):
         while True:
-            message = await _next(ws, "ride.status")
+            message = await next_message(ws, "ride.status")
             if message["ride"]["status"] == status:
                 return message
 
@@ -60,9 +44,9 @@ async def test_rider_follows_the_ride_and_the_driver_live(make_live_api) -> None
         await api.go_online(driver, *offset(*HELSINKI, north_m=250, east_m=0))
         ride = await api.request_ride(rider, HELSINKI, DROPOFF)
         path = f"/api/v1/rides/{ride['ride_id']}/events"
-        rider_ws = await _open(api, path, rider)
-        admin_ws = await _open(api, path, admin)
-        snapshot = await _next(rider_ws, "ride.status")
+        rider_ws = await open_socket(api, path, rider)
+        admin_ws = await open_socket(api, path, admin)
+        snapshot = await next_message(rider_ws, "ride.status")
         assert snapshot["ride"]["ride_id"] == ride["ride_id"]
         assert snapshot["ride"]["status"] == "searching"
 
@@ -70,7 +54,7 @@ async def test_rider_follows_the_ride_and_the_driver_live(make_live_api) -> None
         assert (await api.act(driver, ride["ride_id"], "accept")).status_code == 200
         en_route = await _status(rider_ws, "driver_en_route")
         assert en_route["ride"]["driver"]["name"] == "Lea"
-        first_position = await _next(rider_ws, "driver.location")
+        first_position = await next_message(rider_ws, "driver.location")
         assert (first_position["latitude"], first_position["longitude"]) == offset(
             *HELSINKI, north_m=250, east_m=0
         )
@@ -83,7 +67,7 @@ async def test_rider_follows_the_ride_and_the_driver_live(make_live_api) -> None
         seen = []
         async with asyncio.timeout(10):
             while True:
-                pos = await _next(rider_ws, "driver.location")
+                pos = await next_message(rider_ws, "driver.location")
                 seen.append((pos["latitude"], pos["longitude"]))
                 if seen[-1] == latest:
                     break
@@ -108,10 +92,10 @@ async def test_reconnecting_client_gets_a_snapshot(make_live_api) -> None:  # ty
         await api.wait_for_offer(driver, ride["ride_id"])
         assert (await api.act(driver, ride["ride_id"], "accept")).status_code == 200
         # Nobody was listening when it was accepted; a new connection still learns it.
-        ws = await _open(api, f"/api/v1/rides/{ride['ride_id']}/events", rider)
-        snapshot = await _next(ws, "ride.status")
+        ws = await open_socket(api, f"/api/v1/rides/{ride['ride_id']}/events", rider)
+        snapshot = await next_message(ws, "ride.status")
         assert snapshot["ride"]["status"] == "driver_en_route"
-        position = await _next(ws, "driver.location")
+        position = await next_message(ws, "driver.location")
         assert position["latitude"] == offset(*HELSINKI, north_m=100, east_m=0)[0]
         await ws.close()
 
@@ -121,16 +105,19 @@ async def test_ride_events_refuse_strangers_and_missing_auth(make_live_api) -> N
         rider, stranger, driver = await api.rider(), await api.rider(), await api.driver()
         ride = await api.request_ride(rider, HELSINKI, DROPOFF)
         path = f"/api/v1/rides/{ride['ride_id']}/events"
-        assert await _close_code(await _open(api, path, stranger)) == 4404
-        assert await _close_code(await _open(api, path, driver)) == 4404
-        assert await _close_code(await _open(api, "/api/v1/rides/ride_nope/events", rider)) == 4404
-        no_auth = await _open(api, path, None)
+        assert await _close_code(await open_socket(api, path, stranger)) == 4404
+        assert await _close_code(await open_socket(api, path, driver)) == 4404
+        assert (
+            await _close_code(await open_socket(api, "/api/v1/rides/ride_nope/events", rider))
+            == 4404
+        )
+        no_auth = await open_socket(api, path, None)
         await no_auth.send(json.dumps({"type": "hello"}))
         assert await _close_code(no_auth) == 4401
-        bad = await _open(api, path, None)
+        bad = await open_socket(api, path, None)
         await bad.send(json.dumps({"type": "auth", "access_token": "forged"}))
         assert await _close_code(bad) == 4401
-        garbage = await _open(api, path, None)
+        garbage = await open_socket(api, path, None)
         await garbage.send("not json")
         assert await _close_code(garbage) == 4401
 
@@ -149,16 +136,16 @@ async def test_driver_stream_pushes_offers_and_takes_locations(make_live_api) ->
             headers=driver.headers,
         )
         assert resp.status_code == 200
-        stream = await _open(api, f"/api/v1/drivers/{driver.id}/stream", driver)
+        stream = await open_socket(api, f"/api/v1/drivers/{driver.id}/stream", driver)
         spot = offset(*HELSINKI, north_m=120, east_m=30)
         await stream.send(
             json.dumps({"type": "location", "latitude": spot[0], "longitude": spot[1]})
         )
         await stream.send(json.dumps({"type": "location", "latitude": 95, "longitude": 24}))
-        error = await _next(stream, "error")
+        error = await next_message(stream, "error")
         assert error["status"] == 422 and error["errors"][0]["loc"] == ["latitude"]
         await stream.send(json.dumps({"type": "teleport"}))
-        assert (await _next(stream, "error"))["detail"] == "unknown message type"
+        assert (await next_message(stream, "error"))["detail"] == "unknown message type"
 
         seen = await api.http.get(
             "/api/v1/drivers/nearby",
@@ -168,18 +155,18 @@ async def test_driver_stream_pushes_offers_and_takes_locations(make_live_api) ->
         assert [(d["latitude"], d["longitude"]) for d in seen.json()["drivers"]] == [spot]
 
         ride = await api.request_ride(rider, HELSINKI, DROPOFF)
-        offer = await _next(stream, "offer")
+        offer = await next_message(stream, "offer")
         assert offer["ride_id"] == ride["ride_id"]
         assert offer["pickup"] == {"latitude": HELSINKI[0], "longitude": HELSINKI[1]}
         await stream.close()
 
         # Reconnecting shows the still-open offer as a snapshot.
-        again = await _open(api, f"/api/v1/drivers/{driver.id}/stream", driver)
-        assert (await _next(again, "offer"))["ride_id"] == ride["ride_id"]
+        again = await open_socket(api, f"/api/v1/drivers/{driver.id}/stream", driver)
+        assert (await next_message(again, "offer"))["ride_id"] == ride["ride_id"]
         await again.close()
 
         # Another driver may neither read this stream nor move this driver through it.
-        intruder = await _open(api, f"/api/v1/drivers/{driver.id}/stream", other)
+        intruder = await open_socket(api, f"/api/v1/drivers/{driver.id}/stream", other)
         assert await _close_code(intruder) == 4403
-        as_rider = await _open(api, f"/api/v1/drivers/{driver.id}/stream", rider)
+        as_rider = await open_socket(api, f"/api/v1/drivers/{driver.id}/stream", rider)
         assert await _close_code(as_rider) == 4403

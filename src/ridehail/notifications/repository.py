@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -17,21 +17,19 @@ from ridehail.notifications.models import (
     WebhookEndpoint,
 )
 
+#: The two kinds of outgoing work the sender claims, sends and finishes the same way.
+Outgoing = TypeVar("Outgoing", Notification, WebhookDelivery)
 
-async def insert_notifications(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> int:
-    """Insert, skipping any (event, user, channel) already there; returns how many are new."""
+
+async def insert_new(
+    session: AsyncSession, model: type[Outgoing], rows: Sequence[dict[str, Any]]
+) -> int:
+    """Insert, skipping any row whose unique key ((event, user, channel) for a
+    notification, (endpoint, event) for a webhook delivery) is already there; returns how
+    many are new."""
     if not rows:
         return 0
-    stmt = upsert_into(session, Notification).values(list(rows)).on_conflict_do_nothing()
-    result = await session.execute(stmt)
-    return int(result.rowcount)  # type: ignore[attr-defined]
-
-
-async def insert_deliveries(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> int:
-    """Insert, skipping any (endpoint, event) already there; returns how many are new."""
-    if not rows:
-        return 0
-    stmt = upsert_into(session, WebhookDelivery).values(list(rows)).on_conflict_do_nothing()
+    stmt = upsert_into(session, model).values(list(rows)).on_conflict_do_nothing()
     result = await session.execute(stmt)
     return int(result.rowcount)  # type: ignore[attr-defined]
 
@@ -81,16 +79,21 @@ async def get_in_app(
     return result.scalar_one_or_none()
 
 
-async def claim_notifications(
-    session: AsyncSession, *, now: datetime, lease_until: datetime, limit: int
-) -> list[Notification]:
-    """Up to ``limit`` due pending notifications, leased to this sender until
-    ``lease_until`` (another sender takes them after that, if this one died). SKIP LOCKED
-    lets several senders share the table (PostgreSQL); SQLite has one writer anyway."""
+async def claim(
+    session: AsyncSession,
+    model: type[Outgoing],
+    *,
+    now: datetime,
+    lease_until: datetime,
+    limit: int,
+) -> list[Outgoing]:
+    """Up to ``limit`` due pending rows, leased to this sender until ``lease_until``
+    (another sender takes them after that, if this one died). SKIP LOCKED lets several
+    senders share the table (PostgreSQL); SQLite has one writer anyway."""
     stmt = (
-        select(Notification)
-        .where(Notification.status == "pending", Notification.next_attempt_at <= now)
-        .order_by(Notification.next_attempt_at)
+        select(model)
+        .where(model.status == "pending", model.next_attempt_at <= now)
+        .order_by(model.next_attempt_at)
         .limit(limit)
     )
     if is_postgresql(session):
@@ -99,54 +102,24 @@ async def claim_notifications(
     for row in rows:
         row.attempts += 1
         row.next_attempt_at = lease_until
+        if isinstance(row, WebhookDelivery):
+            row.updated_at = now
     return rows
 
 
-async def finish_notification(
-    session: AsyncSession, *, notification_id: str, attempt: int, values: dict[str, Any]
+async def finish(
+    session: AsyncSession,
+    model: type[Outgoing],
+    *,
+    row_id: str,
+    attempt: int,
+    values: dict[str, Any],
 ) -> None:
-    """Record an attempt's outcome unless another sender has taken the row since."""
+    """Record an attempt's outcome unless another sender has taken the row since (its
+    ``attempts`` moved on: the fencing token of the lease)."""
     await session.execute(
-        update(Notification)
-        .where(
-            Notification.id == notification_id,
-            Notification.status == "pending",
-            Notification.attempts == attempt,
-        )
-        .values(**values)
-        .execution_options(synchronize_session=False)
-    )
-
-
-async def claim_deliveries(
-    session: AsyncSession, *, now: datetime, lease_until: datetime, limit: int
-) -> list[WebhookDelivery]:
-    stmt = (
-        select(WebhookDelivery)
-        .where(WebhookDelivery.status == "pending", WebhookDelivery.next_attempt_at <= now)
-        .order_by(WebhookDelivery.next_attempt_at)
-        .limit(limit)
-    )
-    if is_postgresql(session):
-        stmt = stmt.with_for_update(skip_locked=True)
-    rows = list((await session.execute(stmt)).scalars())
-    for row in rows:
-        row.attempts += 1
-        row.next_attempt_at = lease_until
-        row.updated_at = now
-    return rows
-
-
-async def finish_delivery(
-    session: AsyncSession, *, delivery_id: str, attempt: int, values: dict[str, Any]
-) -> None:
-    await session.execute(
-        update(WebhookDelivery)
-        .where(
-            WebhookDelivery.id == delivery_id,
-            WebhookDelivery.status == "pending",
-            WebhookDelivery.attempts == attempt,
-        )
+        update(model)
+        .where(model.id == row_id, model.status == "pending", model.attempts == attempt)
         .values(**values)
         .execution_options(synchronize_session=False)
     )

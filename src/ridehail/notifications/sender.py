@@ -125,11 +125,12 @@ class NotificationSender(BackgroundLoop):
         now = utcnow()
         lease_until = now + timedelta(seconds=self._policy.lease_s)
         async with self._db.transaction() as session:
-            notes = await repository.claim_notifications(
-                session, now=now, lease_until=lease_until, limit=self._policy.batch
+            batch = self._policy.batch
+            notes = await repository.claim(
+                session, Notification, now=now, lease_until=lease_until, limit=batch
             )
-            deliveries = await repository.claim_deliveries(
-                session, now=now, lease_until=lease_until, limit=self._policy.batch
+            deliveries = await repository.claim(
+                session, WebhookDelivery, now=now, lease_until=lease_until, limit=batch
             )
             endpoints = await repository.endpoints_by_id(
                 session, {d.endpoint_id for d in deliveries}
@@ -143,16 +144,18 @@ class NotificationSender(BackgroundLoop):
         finished = utcnow()
         async with self._db.transaction() as session:
             for note, error in zip(notes, note_results, strict=True):
-                await repository.finish_notification(
+                await repository.finish(
                     session,
-                    notification_id=note.id,
+                    Notification,
+                    row_id=note.id,
                     attempt=note.attempts,
                     values=self._note_outcome(note, error, finished),
                 )
             for delivery, (code, error) in zip(deliveries, delivery_results, strict=True):
-                await repository.finish_delivery(
+                await repository.finish(
                     session,
-                    delivery_id=delivery.id,
+                    WebhookDelivery,
+                    row_id=delivery.id,
                     attempt=delivery.attempts,
                     values=self._delivery_outcome(delivery, code, error, finished),
                 )

@@ -126,9 +126,10 @@ async def queue_for_event(
                         "created_at": now,
                     }
                 )
-        notifications = await repository.insert_notifications(session, rows)
-    deliveries = await repository.insert_deliveries(
+        notifications = await repository.insert_new(session, Notification, rows)
+    deliveries = await repository.insert_new(
         session,
+        WebhookDelivery,
         [
             {
                 "id": new_id("whd"),

@@ -6,6 +6,8 @@ with the same idempotency key, so the provider acts once."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
+from typing import TypeVar
 
 import structlog
 
@@ -23,32 +25,46 @@ from ridehail.payments.service import CallOutcome, ChargeClaim, PaymentsPolicy, 
 
 log = structlog.get_logger("ridehail.payments")
 
+T = TypeVar("T")
 
-async def call_charge(
-    provider: PaymentProvider, claim: ChargeClaim, *, timeout_s: float
-) -> CallOutcome:
+
+async def _ask(call: Awaitable[T], *, timeout_s: float, what: str, **ids: str) -> T | CallOutcome:
+    """The provider's answer to ``call``, or the outcome a failure to get one means: a
+    timeout or an unexpected error is *unknown* (it may have happened: retry with the same
+    key), the provider being unavailable is an *error* (it did not happen), a reused key
+    with other parameters is a refusal (a bug on our side, never retried)."""
     try:
-        result = await asyncio.wait_for(
-            provider.charge(
-                key=claim.key,
-                token=claim.token,
-                amount=claim.amount,
-                currency=claim.currency,
-                reference=claim.payment_id,
-                ride_id=claim.ride_id,
-            ),
-            timeout=timeout_s,
-        )
+        return await asyncio.wait_for(call, timeout=timeout_s)
     except (ProviderTimeout, TimeoutError):
         return CallOutcome(Outcome.UNKNOWN, code="timeout", message="the provider timed out")
     except ProviderUnavailable as exc:
         return CallOutcome(Outcome.ERROR, code="provider_unavailable", message=str(exc))
     except IdempotencyKeyReused as exc:
-        log.error("idempotency_key_reused", payment_id=claim.payment_id, error=str(exc))
+        log.error("idempotency_key_reused", call=what, error=str(exc), **ids)
         return CallOutcome(Outcome.DECLINED, code="idempotency_key_reused")
     except Exception as exc:  # a bug or a broken connection: unknown, retried with the key
-        log.exception("charge_call_failed", payment_id=claim.payment_id)
+        log.exception(f"{what}_call_failed", **ids)
         return CallOutcome(Outcome.UNKNOWN, code="provider_error", message=str(exc))
+
+
+async def call_charge(
+    provider: PaymentProvider, claim: ChargeClaim, *, timeout_s: float
+) -> CallOutcome:
+    result = await _ask(
+        provider.charge(
+            key=claim.key,
+            token=claim.token,
+            amount=claim.amount,
+            currency=claim.currency,
+            reference=claim.payment_id,
+            ride_id=claim.ride_id,
+        ),
+        timeout_s=timeout_s,
+        what="charge",
+        payment_id=claim.payment_id,
+    )
+    if isinstance(result, CallOutcome):
+        return result
     if result.succeeded:
         return CallOutcome(Outcome.SUCCEEDED, provider_id=result.charge_id)
     return CallOutcome(
@@ -62,26 +78,16 @@ async def call_charge(
 async def call_refund(
     provider: PaymentProvider, claim: RefundClaim, *, timeout_s: float
 ) -> CallOutcome:
-    try:
-        result = await asyncio.wait_for(
-            provider.refund(
-                key=claim.key,
-                charge_id=claim.charge_id,
-                amount=claim.amount,
-                currency=claim.currency,
-            ),
-            timeout=timeout_s,
-        )
-    except (ProviderTimeout, TimeoutError):
-        return CallOutcome(Outcome.UNKNOWN, code="timeout", message="the provider timed out")
-    except ProviderUnavailable as exc:
-        return CallOutcome(Outcome.ERROR, code="provider_unavailable", message=str(exc))
-    except IdempotencyKeyReused:
-        log.error("idempotency_key_reused", refund_id=claim.refund_id)
-        return CallOutcome(Outcome.DECLINED, code="idempotency_key_reused")
-    except Exception as exc:
-        log.exception("refund_call_failed", refund_id=claim.refund_id)
-        return CallOutcome(Outcome.UNKNOWN, code="provider_error", message=str(exc))
+    result = await _ask(
+        provider.refund(
+            key=claim.key, charge_id=claim.charge_id, amount=claim.amount, currency=claim.currency
+        ),
+        timeout_s=timeout_s,
+        what="refund",
+        refund_id=claim.refund_id,
+    )
+    if isinstance(result, CallOutcome):
+        return result
     if result.succeeded:
         return CallOutcome(Outcome.SUCCEEDED, provider_id=result.refund_id)
     return CallOutcome(

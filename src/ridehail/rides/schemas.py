@@ -86,6 +86,9 @@ class RideOut(ResponseBody):
     fare_estimate: pricing.FareEstimateOut
     fare: FareOut | None
     payment: PaymentOut | None
+    payment_method_id: str | None = Field(
+        description="The rider's payment method chosen at request; null is cash"
+    )
     distance_m: float | None = Field(description="Distance actually travelled, when completed")
     duration_s: float | None
     cancel_reason: str | None
@@ -120,6 +123,7 @@ class RideOut(ResponseBody):
             fare_estimate=pricing.FareEstimateOut(**ride.fare_estimate),
             fare=FareOut(**ride.fare) if ride.fare else None,
             payment=payment,
+            payment_method_id=ride.payment_method_id,
             distance_m=ride.distance_m,
             duration_s=ride.duration_s,
             cancel_reason=ride.cancel_reason,
