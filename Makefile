@@ -39,10 +39,13 @@ format: $(STAMP) ## Apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix src tests $(wildcard bench)
 	$(BIN)/ruff format src tests $(wildcard bench)
 
+demo: $(STAMP) ## A 60-90 s simulated city (300 drivers) against the embedded default; prints the report's path
+	$(BIN)/ridehail simulate --drivers 300 --minutes 45 --time-scale 40 --seed 1 --out var/demo
+
 bench: $(STAMP) services ## Benchmarks; results in bench/results/ and docs/benchmarks.md
 	bash bench/run.sh
 
 clean: ## Remove the virtual environment and local state
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
 
-.PHONY: help install run services lint test format bench clean
+.PHONY: help install run services lint test format demo bench clean

@@ -113,8 +113,10 @@ def dispatch_policy(settings: Settings) -> DispatchPolicy:
 def eta_provider(settings: Settings) -> EtaProvider:
     """The dispatcher's pickup-time estimates, by RIDEHAIL_DISPATCH_ETA."""
     if settings.dispatch_eta == "road_network":
-        from ridehail.streets import RoadNetworkEta, generate_city
+        from ridehail.streets import RoadNetworkEta, generate_city, load_osm
 
+        if settings.road_network.startswith("osm:"):
+            return RoadNetworkEta(load_osm(settings.road_network.removeprefix("osm:")))
         seed = int(settings.road_network.removeprefix("generated:"))
         return RoadNetworkEta(generate_city(seed=seed).graph)
     return StraightLineEta(

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import getpass
 import signal
-from typing import Any
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -109,6 +110,88 @@ def worker(
             await stop.wait()
 
     asyncio.run(main())
+
+
+STRATEGIES = ("sequential", "broadcast", "batch")
+
+
+DEFAULT_SIM_OUT = Path("var/simulation")
+
+
+@app.command()
+def simulate(  # noqa: PLR0917 - one parameter per command-line option
+    drivers: int = typer.Option(300, min=1, help="Drivers in the fleet."),
+    minutes: float = typer.Option(15.0, min=0.5, help="Simulated minutes to run."),
+    time_scale: float = typer.Option(
+        10.0, min=1.0, max=120.0, help="Simulated seconds per wall-clock second."
+    ),
+    seed: int = typer.Option(1, help="Same seed, same city, demand and driver habits."),
+    strategy: str = typer.Option("sequential", help="Dispatch strategy of the started server."),
+    compare: str | None = typer.Option(
+        None, help="Run the same seed under several strategies, e.g. 'batch,sequential'."
+    ),
+    url: str | None = typer.Option(
+        None, help="A running service to drive (time_scale 1 unless it was set up for more)."
+    ),
+    admin_email: str | None = typer.Option(None, help="With --url: an admin, for the surge map."),
+    admin_password: str | None = typer.Option(None),
+    osm: Annotated[
+        Path | None, typer.Option(exists=True, help="Drive on an .osm.pbf extract.")
+    ] = None,
+    peak_per_min: float | None = typer.Option(
+        None, min=0.01, help="Ride requests per simulated minute at the peaks (default drivers/20)."
+    ),
+    start_hour: float = typer.Option(7.5, min=0.0, max=24.0, help="Local hour the run starts."),
+    out: Annotated[Path, typer.Option(help="Where metrics and report go.")] = DEFAULT_SIM_OUT,
+    live: bool = typer.Option(True, help="Live progress in the terminal."),
+    part: str = typer.Option(
+        "1/1", help="With --url: simulate part K of N of the fleet and demand ('2/4')."
+    ),
+) -> None:
+    """Simulate a city (drivers, riders, streets) against the service's public API, then
+    write metrics.json and an HTML report. Without --url it starts `ridehail serve` on the
+    embedded default itself."""
+    from ridehail.simulator.engine import SimConfig
+    from ridehail.simulator.runner import RunPlan
+    from ridehail.simulator.runner import simulate as run_simulation
+
+    strategies = tuple(s.strip() for s in (compare or strategy).split(",") if s.strip())
+    unknown = [s for s in strategies if s not in STRATEGIES]
+    if unknown or not strategies:
+        raise typer.BadParameter(f"strategies must be among {', '.join(STRATEGIES)}")
+    if url is not None and len(strategies) > 1:
+        raise typer.BadParameter("--compare starts its own servers; leave out --url")
+    try:
+        k, n = (int(x) for x in part.split("/"))
+    except ValueError as exc:
+        raise typer.BadParameter("--part is K/N, e.g. 1/2") from exc
+    if not 1 <= k <= n:
+        raise typer.BadParameter("--part K/N needs 1 <= K <= N")
+    if n > 1 and url is None:
+        raise typer.BadParameter("--part splits a fleet across processes driving one --url")
+    config = SimConfig(
+        part=k - 1,
+        parts=n,
+        drivers=drivers,
+        duration_s=minutes * 60,
+        time_scale=time_scale,
+        seed=seed,
+        peak_per_min=peak_per_min,
+        start_hour=start_hour,
+    )
+    admin = (admin_email, admin_password) if admin_email and admin_password else None
+    plan = RunPlan(
+        config=config,
+        out_dir=out,
+        url=url,
+        admin=admin,
+        strategies=strategies,
+        osm=osm,
+        city_seed=seed,
+        live=live,
+    )
+    _, report_path = run_simulation(plan, console=Console())
+    Console().print(f"report: [bold]{report_path.resolve()}[/]")
 
 
 @db_app.command("upgrade")

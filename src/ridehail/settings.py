@@ -98,8 +98,9 @@ class Settings(BaseSettings):
     #: the street graph named by road_network).
     dispatch_eta: Literal["straight_line", "road_network"] = "straight_line"
     #: The street graph: "generated:<seed>" is the generated city of that seed (what
-    #: `ridehail simulate` drives on by default).
-    road_network: str = Field(default="generated:1", pattern=r"^generated:\d{1,9}$")
+    #: `ridehail simulate` drives on by default); "osm:<path>" is the drivable network of
+    #: an OpenStreetMap .osm.pbf extract (needs the `osm` extra: pyrosm).
+    road_network: str = Field(default="generated:1", pattern=r"^(generated:\d{1,9}|osm:.+)$")
     dispatch_offer_ttl_s: float = Field(default=15.0, gt=0)
     dispatch_search_timeout_s: float = Field(default=120.0, gt=0)
     dispatch_retry_interval_s: float = Field(default=2.0, gt=0)

@@ -220,3 +220,18 @@ def test_the_dispatcher_can_rank_by_road_time_over_the_generated_city() -> None:
     assert highway_s < local_s
     straight = asyncio.run(StraightLineEta().travel_times_s(pairs, at=NOON))
     assert straight[0] > straight[1]
+
+
+def test_a_wandering_car_stays_within_its_time_budget_and_routes_add_up() -> None:
+    graph = _CITY.graph
+    start = graph.nearest_node(_CITY.center)
+    for pick in (0.0, 0.5, 0.999):
+        route = graph.wander(start, limit_s=120.0, pick=pick)
+        assert route is not None and route.nodes[0] == start and route.nodes[-1] != start
+        assert 0 < route.time_s <= 120.0
+        times = graph.cumulative_times(route.nodes)
+        assert times[0] == 0 and times[-1] == pytest.approx(route.time_s)
+        assert (np.diff(times) > 0).all()
+    long = graph.route(start, graph.nearest_node(offset(*_CITY.center, north_m=9000, east_m=0)))
+    assert long is not None
+    assert graph.cumulative_times(long.nodes)[-1] == pytest.approx(long.time_s)

@@ -6,6 +6,7 @@ from ridehail.streets.city import City, Hotspot, generate_city
 from ridehail.streets.demand import DemandProfile, TripSampler
 from ridehail.streets.eta import RoadNetworkEta
 from ridehail.streets.graph import Point, RoadClass, Route, StreetGraph
+from ridehail.streets.osm import city_from_graph, city_from_osm, load_osm
 
 __all__ = [
     "City",
@@ -17,5 +18,8 @@ __all__ = [
     "Route",
     "StreetGraph",
     "TripSampler",
+    "city_from_graph",
+    "city_from_osm",
     "generate_city",
+    "load_osm",
 ]

@@ -140,17 +140,42 @@ class StreetGraph:
         result = dijkstra(self._reverse, directed=True, indices=list(targets), limit=limit_s)
         return np.atleast_2d(result)
 
+    def wander(self, a: int, *, limit_s: float, pick: float) -> Route | None:
+        """A route from ``a`` to one of the nodes reachable within ``limit_s`` (the one at
+        position ``pick`` in [0, 1) of their list: the caller's random draw). A bounded
+        search: an idle car cruising its neighbourhood costs little."""
+        times, pred = dijkstra(
+            self._times, directed=True, indices=a, limit=limit_s, return_predecessors=True
+        )
+        reachable = np.flatnonzero(np.isfinite(times))
+        reachable = reachable[reachable != a]
+        if len(reachable) == 0:
+            return None
+        b = int(reachable[min(len(reachable) - 1, int(pick * len(reachable)))])
+        return self._path(a, b, times, pred)
+
     def route(self, a: int, b: int) -> Route | None:
         """The fastest route from node ``a`` to node ``b``; None if there is none."""
         times, pred = dijkstra(self._times, directed=True, indices=a, return_predecessors=True)
         if not math.isfinite(times[b]):
             return None
+        return self._path(a, b, times, pred)
+
+    def _path(self, a: int, b: int, times: NDArray[np.float64], pred: NDArray[np.int32]) -> Route:
         path = [b]
         while path[-1] != a:
             path.append(int(pred[path[-1]]))
         path.reverse()
         length = sum(float(self._lengths[u, v]) for u, v in itertools.pairwise(path))
         return Route(nodes=tuple(path), length_m=length, time_s=float(times[b]))
+
+    def cumulative_times(self, nodes: Sequence[int]) -> NDArray[np.float64]:
+        """Seconds from the first node of a route to each of its nodes (0 first)."""
+        if len(nodes) < 2:
+            return np.zeros(len(nodes))
+        path = np.asarray(nodes)
+        legs = np.asarray(self._times[path[:-1], path[1:]]).ravel()
+        return np.concatenate(([0.0], np.cumsum(legs)))
 
     def largest_component(self) -> StreetGraph:
         """The subgraph of the largest strongly connected component (every node reachable
