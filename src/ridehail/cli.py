@@ -147,6 +147,10 @@ def simulate(  # noqa: PLR0917 - one parameter per command-line option
     part: str = typer.Option(
         "1/1", help="With --url: simulate part K of N of the fleet and demand ('2/4')."
     ),
+    server_eta: str = typer.Option(
+        "straight_line",
+        help="The started server's pickup estimates: straight_line or road_network.",
+    ),
 ) -> None:
     """Simulate a city (drivers, riders, streets) against the service's public API, then
     write metrics.json and an HTML report. Without --url it starts `ridehail serve` on the
@@ -179,8 +183,11 @@ def simulate(  # noqa: PLR0917 - one parameter per command-line option
         peak_per_min=peak_per_min,
         start_hour=start_hour,
     )
+    if server_eta not in ("straight_line", "road_network"):
+        raise typer.BadParameter("--server-eta is straight_line or road_network")
     admin = (admin_email, admin_password) if admin_email and admin_password else None
     plan = RunPlan(
+        server_eta=server_eta,
         config=config,
         out_dir=out,
         url=url,

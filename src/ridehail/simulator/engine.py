@@ -59,6 +59,8 @@ class SimConfig:
     part: int = 0
     parts: int = 1
     strategy: str = "unknown"
+    #: How the service estimates pickup times, when known ("straight_line", "road_network").
+    server_eta: str = "unknown"
     city_kind: dict[str, Any] = field(default_factory=lambda: {"kind": "generated", "seed": 1})
 
     @property
@@ -588,6 +590,7 @@ class Simulation:
                 "duration_s": cfg.duration_s,
                 "time_scale": cfg.time_scale,
                 "strategy": cfg.strategy,
+                "server_eta": cfg.server_eta,
                 "url": self.url,
                 "city": cfg.city_kind,
                 "peak_per_min": cfg.peak,

@@ -29,6 +29,8 @@ class RunPlan:
     osm: Path | None = None
     city_seed: int = 1
     live: bool = True
+    #: The started server's pickup estimates: "straight_line" or "road_network".
+    server_eta: str = "straight_line"
 
 
 def load_city(plan: RunPlan) -> tuple[City, dict[str, Any], str]:
@@ -74,6 +76,7 @@ def _service(plan: RunPlan, strategy: str, road_network: str, out: Path) -> Iter
         strategy=strategy,
         time_scale=plan.config.time_scale,
         road_network=road_network,
+        eta=plan.server_eta,
     ) as server:
         yield server
 
@@ -89,7 +92,13 @@ async def _one(
 ) -> dict[str, Any]:
     out = plan.out_dir / strategy if len(plan.strategies) > 1 else plan.out_dir
     out.mkdir(parents=True, exist_ok=True)
-    config = replace(plan.config, label=strategy, strategy=strategy, city_kind=city_kind)
+    config = replace(
+        plan.config,
+        label=strategy,
+        strategy=strategy,
+        city_kind=city_kind,
+        server_eta=plan.server_eta if plan.url is None else plan.config.server_eta,
+    )
     with _service(plan, strategy, road_network, out) as server:
         admin = (server.admin_email, server.admin_password) if server.admin_email else None
         with Live(console=console, refresh_per_second=2, transient=False) as live:
