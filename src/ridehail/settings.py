@@ -5,8 +5,9 @@ Secrets are `SecretStr`, so they never reach a log line or a repr.
 
 from __future__ import annotations
 
+import re
 import secrets
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -16,6 +17,19 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///var/ridehail.db"
+#: The prices a product may set (fare_products).
+PRODUCT_PRICE_KEYS = frozenset(
+    {
+        "base",
+        "per_km",
+        "per_minute",
+        "minimum",
+        "booking_fee",
+        "waiting_per_minute",
+        "cancellation_fee",
+        "no_show_fee",
+    }
+)
 
 
 class Settings(BaseSettings):
@@ -120,6 +134,11 @@ class Settings(BaseSettings):
     fare_per_minute: str = "0.30"
     fare_minimum: str = "6.00"
     fare_booking_fee: str = "1.00"
+    #: More products beside "standard" (whose prices are the fare_* settings): a JSON
+    #: object of name -> the prices that differ, e.g. {"comfort": {"base": "4.00",
+    #: "per_km": "1.80"}}. Keys: base, per_km, per_minute, minimum, booking_fee,
+    #: waiting_per_minute, cancellation_fee, no_show_fee (decimal strings).
+    fare_products: dict[str, dict[str, str]] = Field(default_factory=dict)
     fare_detour_factor: float = Field(default=1.3, ge=1.0)
     fare_assumed_speed_kmh: float = Field(default=25.0, gt=0)
 
@@ -201,6 +220,24 @@ class Settings(BaseSettings):
     webhook_retry_base_s: float = Field(default=5.0, gt=0)
     webhook_retry_cap_s: float = Field(default=3_600.0, gt=0)
     webhook_timeout_s: float = Field(default=10.0, gt=0)
+
+    @field_validator("fare_products")
+    @classmethod
+    def _known_product_prices(cls, value: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+        for name, prices in value.items():
+            if not re.fullmatch(r"[a-z][a-z0-9_-]{0,31}", name) or name == "standard":
+                raise ValueError(f"product name {name!r}: lowercase, 1-32 chars, not 'standard'")
+            unknown = set(prices) - PRODUCT_PRICE_KEYS
+            if unknown:
+                raise ValueError(f"product {name!r}: unknown prices {sorted(unknown)}")
+            for key, amount in prices.items():
+                try:
+                    number = Decimal(amount)
+                except (InvalidOperation, TypeError) as exc:
+                    raise ValueError(f"product {name!r}: {key} is not a decimal") from exc
+                if not number.is_finite() or number < 0:
+                    raise ValueError(f"product {name!r}: {key} must be a finite amount >= 0")
+        return value
 
     @field_validator("city_timezone")
     @classmethod

@@ -3,6 +3,7 @@
 from ridehail.pricing.domain import (
     CANCELLATION,
     NO_SHOW,
+    STANDARD,
     Fare,
     FarePolicy,
     Fee,
@@ -22,6 +23,7 @@ from ridehail.pricing.service import (
     current_multipliers,
     parse_multiplier,
     policy_from_settings,
+    products,
     save_surge,
     surge_board,
     surge_policy_from_settings,
@@ -40,6 +42,7 @@ from ridehail.pricing.surge import (
 __all__ = [
     "CANCELLATION",
     "NO_SHOW",
+    "STANDARD",
     "CellCounts",
     "Fare",
     "FareEstimateOut",
@@ -64,6 +67,7 @@ __all__ = [
     "no_show_fee",
     "parse_multiplier",
     "policy_from_settings",
+    "products",
     "rider_cancellation_fee",
     "save_surge",
     "surge_board",

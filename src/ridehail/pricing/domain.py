@@ -34,11 +34,13 @@ ZERO = Decimal("0.00")
 #: The fee kinds of a ride that ended without a trip, as RideCancelled names them.
 CANCELLATION = "cancellation"
 NO_SHOW = "no_show"
+#: The product whose prices are the fare_* settings; others override some of them.
+STANDARD = "standard"
 
 
 @dataclass(frozen=True, slots=True)
 class FarePolicy:
-    """One product's prices (only "standard" so far), built from settings."""
+    """One product's prices ("standard", or one of the configured fare_products)."""
 
     base: Decimal
     per_km: Decimal
@@ -54,7 +56,7 @@ class FarePolicy:
     cancellation_fee: Decimal = Decimal("5.00")
     no_show_wait_s: float = 300.0
     no_show_fee: Decimal = Decimal("5.00")
-    product: str = "standard"
+    product: str = STANDARD
 
 
 def format_multiplier(multiplier: Decimal) -> str:
@@ -79,6 +81,7 @@ class Fare:
     waiting: Money | None = None
     surge_multiplier: Decimal = ONE
     waiting_s: int = 0
+    product: str = STANDARD
 
     def lines(self) -> dict[str, Money]:
         cur = self.total.currency
@@ -100,6 +103,7 @@ class Fare:
             "breakdown": {k: m.as_json()["amount"] for k, m in self.lines().items()},
             "surge_multiplier": format_multiplier(self.surge_multiplier),
             "waiting_s": self.waiting_s,
+            "product": self.product,
         }
 
 
@@ -153,6 +157,7 @@ def compute_fare(
         waiting=waiting,
         surge_multiplier=surge_multiplier,
         waiting_s=waited,
+        product=policy.product,
     )
 
 

@@ -28,6 +28,7 @@ async def fare_estimate(
     start_longitude: Lon,
     end_latitude: Lat,
     end_longitude: Lon,
+    product: Annotated[str, Query(min_length=1, max_length=32)] = "standard",
 ) -> FareEstimateOut:
     """The itemized fare a ride between two points would be estimated at now, with the
     surge in force at the pickup: the same figure `POST /rides` puts in the ride's
@@ -41,7 +42,7 @@ async def fare_estimate(
         resolution=settings.surge_resolution,
     )
     fare = estimate_fare(
-        service.policy_from_settings(settings),
+        service.policy_from_settings(settings, product),
         start=(start_latitude, start_longitude),
         end=(end_latitude, end_longitude),
         surge_multiplier=quote.multiplier,

@@ -22,6 +22,7 @@ class FareEstimateOut(ResponseBody):
         description="The surge at the pickup now (a ride requested now locks it in)",
     )
     waiting_s: int = Field(default=0, description="Waiting at pickup priced (none in estimates)")
+    product: str = Field(default="standard", description="The product whose prices apply")
 
 
 class SurgeCellOut(ResponseBody):

@@ -5,22 +5,25 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, MutableMapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from ridehail.kernel.errors import InvalidRequest
 from ridehail.pricing import repository
-from ridehail.pricing.domain import FarePolicy, format_multiplier
+from ridehail.pricing.domain import STANDARD, FarePolicy, format_multiplier
 from ridehail.pricing.models import SurgeCellRow
 from ridehail.pricing.surge import ONE, SurgeCell, SurgePolicy, cell_of, centre_of
 from ridehail.settings import Settings
 
 
-def policy_from_settings(settings: Settings) -> FarePolicy:
-    return FarePolicy(
+def policy_from_settings(settings: Settings, product: str = STANDARD) -> FarePolicy:
+    """The fare policy of ``product``: the fare_* settings, with the product's own prices
+    (``fare_products``) in their place. Unknown products are 422 (:class:`InvalidRequest`)."""
+    standard = FarePolicy(
         base=Decimal(settings.fare_base),
         per_km=Decimal(settings.fare_per_km),
         per_minute=Decimal(settings.fare_per_minute),
@@ -36,6 +39,32 @@ def policy_from_settings(settings: Settings) -> FarePolicy:
         no_show_wait_s=settings.fare_no_show_wait_s,
         no_show_fee=settings.fare_no_show_fee,
     )
+    if product == STANDARD:
+        return standard
+    prices = settings.fare_products.get(product)
+    if prices is None:
+        known = ", ".join([STANDARD, *sorted(settings.fare_products)])
+        raise InvalidRequest(f"unknown product {product!r}; products: {known}")
+
+    def price(key: str, default: Decimal) -> Decimal:
+        return Decimal(prices[key]) if key in prices else default
+
+    return replace(
+        standard,
+        product=product,
+        base=price("base", standard.base),
+        per_km=price("per_km", standard.per_km),
+        per_minute=price("per_minute", standard.per_minute),
+        minimum=price("minimum", standard.minimum),
+        booking_fee=price("booking_fee", standard.booking_fee),
+        waiting_per_minute=price("waiting_per_minute", standard.waiting_per_minute),
+        cancellation_fee=price("cancellation_fee", standard.cancellation_fee),
+        no_show_fee=price("no_show_fee", standard.no_show_fee),
+    )
+
+
+def products(settings: Settings) -> list[str]:
+    return [STANDARD, *sorted(settings.fare_products)]
 
 
 def surge_policy_from_settings(settings: Settings) -> SurgePolicy:

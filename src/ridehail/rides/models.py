@@ -25,6 +25,8 @@ class Ride(Base):
     end_longitude: Mapped[float] = mapped_column(Float)
     #: Passenger seats asked for; only vehicles with at least this many are offered the ride.
     seats: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    #: The product (fare policy) the ride is priced as.
+    product: Mapped[str] = mapped_column(String(32), default="standard", server_default="standard")
     fare_estimate: Mapped[dict[str, Any]] = mapped_column(JSON)
     fare: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     #: The rider's payment method (payments domain id) chosen at request; None is cash.

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, Query, status
@@ -27,7 +28,7 @@ async def request_ride(body: RideCreate, principal: PrincipalDep, runtime: Runti
         seats=body.seats,
     )
     settings = runtime.settings
-    policy = pricing.policy_from_settings(settings)
+    policy = pricing.policy_from_settings(settings, body.product)
     board = pricing.surge_board(runtime.extras, settings)
     async with runtime.db.transaction() as session:
         surge = await board.quote(
@@ -120,10 +121,10 @@ async def start(ride_id: str, principal: PrincipalDep, runtime: RuntimeDep) -> R
 async def complete(ride_id: str, principal: PrincipalDep, runtime: RuntimeDep) -> RideOut:
     """Finish the trip; the fare is computed from the distance actually driven."""
     driver_id = service.ensure_driver(principal)
-    policy = pricing.policy_from_settings(runtime.settings)
+    prices = partial(pricing.policy_from_settings, runtime.settings)
     async with runtime.db.transaction() as session:
         ride = await service.complete(
-            session, ride_id=ride_id, driver_id=driver_id, store=runtime.locations, policy=policy
+            session, ride_id=ride_id, driver_id=driver_id, store=runtime.locations, prices=prices
         )
     return RideOut.of(ride)
 
@@ -137,9 +138,9 @@ async def cancel(
     at the pickup past the limit may give the reason "rider_no_show" instead: the ride is
     cancelled with the no-show fee (409 before the limit)."""
     reason = body.reason if body else None
-    policy = pricing.policy_from_settings(runtime.settings)
+    prices = partial(pricing.policy_from_settings, runtime.settings)
     async with runtime.db.transaction() as session:
         ride = await service.cancel(
-            session, ride_id=ride_id, principal=principal, reason=reason, policy=policy
+            session, ride_id=ride_id, principal=principal, reason=reason, prices=prices
         )
     return RideOut.of(ride)

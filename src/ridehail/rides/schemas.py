@@ -16,6 +16,12 @@ class RideCreate(RequestBody):
     end_latitude: Latitude
     end_longitude: Longitude
     seats: int = Field(default=1, ge=1, le=8, description="Passenger seats needed")
+    product: str = Field(
+        default="standard",
+        min_length=1,
+        max_length=32,
+        description="The product (fare policy): standard or one configured in fare_products",
+    )
     payment_method_id: str | None = Field(
         default=None,
         max_length=40,
@@ -54,6 +60,7 @@ class FareOut(ResponseBody):
         default=None, examples=["1.5"], description="The multiplier locked at request time"
     )
     waiting_s: int | None = Field(default=None, description="Seconds waited at pickup")
+    product: str | None = Field(default=None, description="The product whose prices applied")
     estimate_amount: str | None = Field(
         default=None, description="Final fares: the amount estimated at request"
     )
@@ -80,6 +87,7 @@ class RideOut(ResponseBody):
     start: Point
     end: Point
     seats: int
+    product: str = Field(default="standard", description="The product the ride is priced as")
     surge_multiplier: str = Field(
         default="1.0", description="Surge locked at request; the estimate and the fare use it"
     )
@@ -119,6 +127,7 @@ class RideOut(ResponseBody):
             start=Point(latitude=ride.start_latitude, longitude=ride.start_longitude),
             end=Point(latitude=ride.end_latitude, longitude=ride.end_longitude),
             seats=ride.seats,
+            product=ride.product,
             surge_multiplier=ride.surge_multiplier or "1.0",
             fare_estimate=pricing.FareEstimateOut(**ride.fare_estimate),
             fare=FareOut(**ride.fare) if ride.fare else None,

@@ -3,7 +3,7 @@ outbox event in the caller's transaction."""
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -67,6 +67,7 @@ async def request_ride(
         end_latitude=trip.end[0],
         end_longitude=trip.end[1],
         seats=trip.seats,
+        product=policy.product,
         fare_estimate=estimate.as_json(),
         surge_multiplier=pricing.format_multiplier(multiplier),
         pickup_cell=surge.cell if surge is not None else None,
@@ -262,7 +263,7 @@ async def complete(
     ride_id: str,
     driver_id: str,
     store: locations.DriverLocationStore,
-    policy: pricing.FarePolicy,
+    prices: Callable[[str], pricing.FarePolicy],
 ) -> Ride:
     """Finish the trip and price it from the distance the driver's locations actually
     covered (jitter within the reported accuracy ignored), at the surge locked at request,
@@ -271,6 +272,7 @@ async def complete(
     the estimate; RideCompleted goes to the outbox in this transaction."""
     ride = await _own_ride_as_driver(session, ride_id, driver_id)
     ensure_transition(RideStatus(ride.status), S.COMPLETED)
+    policy = prices(ride.product)
     now = utcnow()
     trace = await store.end_trace(driver_id)
     started_at: datetime = ride.started_at or now
@@ -350,7 +352,7 @@ async def cancel(
     ride_id: str,
     principal: Principal,
     reason: str | None,
-    policy: pricing.FarePolicy,
+    prices: Callable[[str], pricing.FarePolicy],
 ) -> Ride:
     """Rider or admin: the ride ends. Driver before pickup: the ride goes back to the search
     (without this driver), except a no-show report (reason "rider_no_show", only at the
@@ -382,6 +384,7 @@ async def cancel(
             driver_id=ride.driver_id,
             reason=reason or "driver_cancelled",
         )
+    policy = prices(ride.product)
     fee = _cancel_fee(ride, principal, no_show=no_show, policy=policy, now=now)
     values = {"cancelled_at": now, "cancel_reason": reason, "cancelled_by": principal.role.value}
     if fee is not None:
