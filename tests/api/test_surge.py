@@ -4,6 +4,7 @@ rides and used by their final fare."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from decimal import Decimal
 
@@ -11,7 +12,7 @@ from ridehail.dispatch import SurgeUpdater
 from ridehail.kernel.clock import utcnow
 from ridehail.kernel.geo import offset
 from ridehail.pricing import SurgeCell, cell_of, disk, save_surge
-from tests.api.client import HELSINKI, Api
+from tests.api.client import HELSINKI, Api, User
 
 PICKUP = HELSINKI
 DROPOFF = offset(*HELSINKI, north_m=3000, east_m=2000)
@@ -139,3 +140,30 @@ async def test_surge_map_is_for_admins_only(make_api) -> None:  # type: ignore[n
         assert resp.json() == {"resolution": 8, "window_s": 300.0, "cells": []}
         bad = await api.http.get("/api/v1/pricing/surge", headers={"Authorization": "Bearer x.y.z"})
         assert bad.status_code == 401
+
+
+async def test_a_driver_on_a_ride_is_not_supply(make_api) -> None:  # type: ignore[no-untyped-def]
+    async with make_api(**MANUAL) as api:
+        admin = await api.admin()
+        first, second = await api.driver(), await api.driver()
+        await api.go_online(first, *PICKUP)
+        await api.go_online(second, *offset(*PICKUP, north_m=50, east_m=0))
+        ride = await api.request_ride(await api.rider(), PICKUP, DROPOFF)
+        taker = await _offered(api, (first, second), ride["ride_id"])
+        accepted = await api.act(taker, ride["ride_id"], "accept")
+        assert accepted.status_code == 200, accepted.text
+
+        await _updater(api).update()
+        here = (await _surge_map(api, admin.headers))[CELL]
+        # Two drivers online at the pickup; the one who took the ride is not supply.
+        assert (here["demand"], here["supply"]) == (1, 1)
+
+
+async def _offered(api: Api, drivers: tuple[User, ...], ride_id: str) -> User:
+    """Whichever of ``drivers`` is offered the ride (waiting for the dispatcher)."""
+    for _ in range(200):
+        for driver in drivers:
+            if any(o["ride_id"] == ride_id for o in await api.offers(driver)):
+                return driver
+        await asyncio.sleep(0.05)
+    raise AssertionError("nobody was offered the ride")
