@@ -16,7 +16,6 @@ were interrupted after the charge (the next claim got the charge replayed by its
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import random
 import signal
@@ -24,7 +23,6 @@ import sqlite3
 import subprocess
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
 
@@ -58,15 +56,6 @@ def pair_home(index: int) -> tuple[float, float]:
 class RemoteApi(Api):
     def __init__(self, http: httpx.AsyncClient) -> None:
         super().__init__(http, app=cast(FastAPI, None))
-
-
-@pytest.fixture
-def quiet_httpx() -> Iterator[None]:
-    logger = logging.getLogger("httpx")
-    level = logger.level
-    logger.setLevel(logging.WARNING)
-    yield
-    logger.setLevel(level)
 
 
 async def fetch(dsn: str, sql: str) -> list[dict[str, Any]]:
