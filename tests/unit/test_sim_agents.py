@@ -134,3 +134,36 @@ def test_parts_of_one_fleet_merge_into_one_run() -> None:
     assert merged["errors"]["by_endpoint"] == {"POST /api/v1/rides/{id}:accept": {"409": 2}}
     assert len(merged["drivers"]["positions"]) == 10
     assert merged["drivers"]["busy_share_by_bucket"] == [0.2]
+
+
+async def test_a_slow_service_gets_fewer_location_reports_not_a_queue() -> None:
+    import asyncio
+
+    from ridehail.simulator.engine import SimConfig, Simulation
+
+    class StuckSocket:
+        def __init__(self) -> None:
+            self.release = asyncio.Event()
+            self.sent: list[str] = []
+
+        async def send(self, frame: str) -> None:
+            await self.release.wait()
+            self.sent.append(frame)
+
+    sim = Simulation(SimConfig(drivers=1), CITY, "http://127.0.0.1:9")
+    driver = new_driver(0, seed=1, node=0, behaviour=Behaviour(), duration_s=60)
+    socket = StuckSocket()
+    sim.sockets[0] = socket  # type: ignore[assignment]
+    for _ in range(5):
+        sim._report(driver, 0.0)
+        await asyncio.sleep(0)
+    assert driver.reporting and sim.skipped_reports == 4 and len(sim._tasks) == 1
+    socket.release.set()
+    while sim._tasks:
+        await asyncio.sleep(0.01)
+    assert len(socket.sent) == 1 and not driver.reporting
+    sim._report(driver, 1.0)
+    while sim._tasks:
+        await asyncio.sleep(0.01)
+    assert len(socket.sent) == 2
+    await sim.client.close()

@@ -78,6 +78,9 @@ class Driver:
     give_back_s: float | None = None
     #: An API call for this driver is in flight: make no new decision meanwhile.
     busy: bool = False
+    #: A location report is still on its way: the next one waits (no pile-up when the
+    #: service is slow).
+    reporting: bool = False
     offers_seen: set[str] = field(default_factory=set)
     last_report: Point | None = None
 

@@ -111,6 +111,8 @@ class Simulation:
         self.client = ApiClient(url, self.recorder, self.now, max_connections=config.concurrency)
         self.started_at = datetime.now(UTC)
         self.unserved = 0
+        #: Location reports not sent because the previous one was still on its way.
+        self.skipped_reports = 0
 
     # --- the clock ---------------------------------------------------------------------
 
@@ -303,8 +305,13 @@ class Simulation:
         self.spawn(work)
 
     def _report(self, d: Driver, now: float) -> None:
+        """Send the driver's position as a stream frame, unless the last one is still on
+        its way: a slow service then gets fewer reports, not an ever-growing queue."""
         ws = self.sockets.get(d.index)
         if ws is None:
+            return
+        if d.reporting:
+            self.skipped_reports += 1
             return
         lat, lon = d.position(self.graph, now)
         frame = json.dumps({"type": "location", "latitude": lat, "longitude": lon})
@@ -316,9 +323,12 @@ class Simulation:
                 status = 200
             except ConnectionClosed:
                 status = 0
+            finally:
+                d.reporting = False
             ms = (time.perf_counter() - started) * 1000
             self.recorder.request("WS location frame", ms, status, self.now(), "")
 
+        d.reporting = True
         self.spawn(send())
 
     async def _go_online(self, d: Driver) -> None:
@@ -601,6 +611,7 @@ class Simulation:
             "wall_s": round(wall_s, 2),
             **self.recorder.as_json(),
             "unserved_requests": self.unserved,
+            "skipped_location_reports": self.skipped_reports,
             "drivers": {"positions": positions, "busy_share_by_bucket": busy_share},
             "surge": surge,
             "summary": {},
