@@ -45,7 +45,11 @@ demo: $(STAMP) ## A 60-90 s simulated city (300 drivers) against the embedded de
 bench: $(STAMP) services ## Benchmarks; results in bench/results/ and docs/benchmarks.md
 	bash bench/run.sh
 
+city: $(STAMP) services ## The city-scale run (50,000 drivers, ~25-40 min; not in make bench); updates docs/benchmarks.md
+	$(BIN)/python -m bench.city_scale
+	$(BIN)/python -m bench.report
+
 clean: ## Remove the virtual environment and local state
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
 
-.PHONY: help install run services lint test format demo bench clean
+.PHONY: help install run services lint test format demo bench city clean

@@ -14,6 +14,7 @@ import re
 from typing import Any
 
 from bench import common
+from bench.report_city import section_city_scale, section_city_sim, trade_offs
 
 LATEST = common.RESULTS / "latest.json"
 DOCS = common.ROOT / "docs" / "benchmarks.md"
@@ -28,6 +29,8 @@ PARTS = (
     "memory",
     "soak",
     "dispatch_latency",
+    "city_sim",
+    "city_scale",
 )
 
 
@@ -967,7 +970,7 @@ FILES = """## Files and knobs
 
 | file | what it is |
 |---|---|
-| `bench/run.sh` | what `make bench` runs: installs tools, runs nine programs, then the report |
+| `bench/run.sh` | what `make bench` runs: installs tools, runs ten programs, then the report |
 | `bench/ingest_http.py` | benchmark 1; starts the servers, signs up drivers, runs wrk |
 | `bench/ingest_stream.py`, `bench/post_batch.lua` | benchmark 1b: batches and WebSocket frames |
 | `bench/put_location.lua` | wrk script: rotating drivers, varying coordinates, counts non-2xx |
@@ -979,6 +982,9 @@ FILES = """## Files and knobs
 | `bench/memory.py` | benchmark 4 |
 | `bench/soak.py`, `bench/soak.lua` | benchmark 5 and its paced wrk script |
 | `bench/dispatch_latency.py` | benchmark 6: POST /rides -> offer pushed, per strategy |
+| `bench/city_sim.py` | benchmark 7: `ridehail simulate` on strategies, ETAs, process layouts |
+| `bench/city_scale.py` | benchmark 8 (`make city`, not in `make bench`): the city-scale run |
+| `bench/report_city.py` | the sections of benchmarks 7 and 8 and "Trade-offs, measured" |
 | `bench/common.py` | the synthetic city, statistics, own database and Redis keys, machine facts |
 | `bench/report.py` | writes `bench/results/latest.json` and this file |
 
@@ -992,7 +998,13 @@ Environment variables for quicker or longer runs (defaults in brackets): `BENCH_
 `BENCH_DISPATCH_DRIVERS` (50000), `BENCH_DISPATCH_STRATEGIES` (sequential,batch,broadcast),
 `BENCH_DISPATCH_BATCH_WINDOW_S` (2), `BENCH_DISPATCH_DRAIN_S` (30),
 `BENCH_QUALITY_DRIVERS` (300), `BENCH_QUALITY_RIDES` (300), `BENCH_QUALITY_MINUTES` (10),
-`BENCH_QUALITY_SEEDS` (3);
+`BENCH_QUALITY_SEEDS` (3), `BENCH_CITY_PARTS` (a,b,c), `BENCH_CITY_DRIVERS` (300),
+`BENCH_CITY_SEED` (7), `BENCH_CITY_TIME_SCALE` (40), `BENCH_CITY_COMPARE_MINUTES` (45),
+`BENCH_CITY_ETA_MINUTES` (30), `BENCH_CITY_PROFILE_MINUTES` (30),
+`BENCH_CITY_PROFILE_TIME_SCALE` (30); for `make city`: `BENCH_SCALE_DRIVERS` (50000),
+`BENCH_SCALE_PER_MIN` (1000), `BENCH_SCALE_MINUTES` (10), `BENCH_SCALE_PARTS` (4),
+`BENCH_SCALE_REPORT_EVERY_S` (4), `BENCH_SCALE_RIDERS` (20 x requests/min),
+`BENCH_SCALE_CAP_S` (2400);
 `BENCH_REDIS_URL`, `BENCH_PG_HOST`, `BENCH_PG_PORT`, `BENCH_PG_USER` for other servers.
 
 ## Profiling the ingest path
@@ -1048,6 +1060,8 @@ def render(data: dict[str, Any]) -> str:
         section_memory(b["memory"]) if "memory" in b else "",
         section_soak(b["soak"]) if "soak" in b else "",
         section_dispatch_latency(b["dispatch_latency"]) if "dispatch_latency" in b else "",
+        section_city_sim(b["city_sim"]) if "city_sim" in b else "",
+        section_city_scale(b["city_scale"]) if "city_scale" in b else "",
     ]
     runtime = data.get("runtime_s")
     runtime_text = f" took {num(runtime)} s" if runtime else ""
@@ -1071,7 +1085,7 @@ on the same machine. Run them all with:
 make bench        # needs PostgreSQL and Redis on 127.0.0.1 (make services starts them)
 ```
 
-`bench/run.sh` installs `wrk` (and `redis-tools`) with apt if missing, runs the nine programs
+`bench/run.sh` installs `wrk` (and `redis-tools`) with apt if missing, runs the ten programs
 below one after the other and regenerates this file and `bench/results/latest.json`. It
 creates its own PostgreSQL databases (`ridehail_bench_<random>`) and Redis keys
 (`ridehail_bench_<random>:*`) and removes them afterwards. One benchmark alone, then the
@@ -1083,6 +1097,7 @@ report (which keeps the other benchmarks' last results):
 
 {summary(b)}
 
+{trade_offs(b)}
 **Reading the tables.** Every measurement was repeated; cells show the median and, in
 brackets, the lowest and highest run. Ratios are taken per round (a target against its
 baseline measured in the same round), then the median of those. The machine is small and

@@ -29,5 +29,6 @@ echo "machine: $(nproc) cores, $(uname -m), $($PY -V), load $(cut -d' ' -f1-3 /p
 "$PY" -m bench.memory
 "$PY" -m bench.soak
 "$PY" -m bench.dispatch_latency
+"$PY" -m bench.city_sim
 "$PY" -m bench.report --runtime-s "$(( $(date +%s) - start ))"
 echo "make bench took $(( $(date +%s) - start )) s"

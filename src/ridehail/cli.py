@@ -151,6 +151,12 @@ def simulate(  # noqa: PLR0917 - one parameter per command-line option
         "straight_line",
         help="The started server's pickup estimates: straight_line or road_network.",
     ),
+    report_every: float = typer.Option(
+        3.0, min=0.1, help="Wall seconds between a driver's location reports."
+    ),
+    riders: int | None = typer.Option(
+        None, min=1, help="Rider accounts in the whole fleet (default: one per driver)."
+    ),
 ) -> None:
     """Simulate a city (drivers, riders, streets) against the service's public API, then
     write metrics.json and an HTML report. Without --url it starts `ridehail serve` on the
@@ -182,6 +188,8 @@ def simulate(  # noqa: PLR0917 - one parameter per command-line option
         seed=seed,
         peak_per_min=peak_per_min,
         start_hour=start_hour,
+        report_every_s=report_every,
+        riders=riders,
     )
     if server_eta not in ("straight_line", "road_network"):
         raise typer.BadParameter("--server-eta is straight_line or road_network")

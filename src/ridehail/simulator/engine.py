@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidMessage
 
 from ridehail.kernel.geo import haversine_m
 from ridehail.simulator.agents import Behaviour, Driver, Phase, idle_plan, new_driver, spread
@@ -113,6 +113,8 @@ class Simulation:
         self.unserved = 0
         #: Location reports not sent because the previous one was still on its way.
         self.skipped_reports = 0
+        #: Drivers left out because their account could not be made.
+        self.lost_drivers = 0
 
     # --- the clock ---------------------------------------------------------------------
 
@@ -160,17 +162,20 @@ class Simulation:
         async def make_driver(d: Driver) -> None:
             nonlocal done
             vehicle = {"make": "Sim", "model": "Car", "plate": f"SIM-{d.index}", "seats": 4}
-            d.driver_id, d.token = await self.client.sign_up(
-                "driver", d.index, self._run_id, license_number=f"L{d.index}", vehicle=vehicle
+            made = await self._sign_up(
+                "driver", d.index, license_number=f"L{d.index}", vehicle=vehicle
             )
+            if made is not None:
+                d.driver_id, d.token = made
             done += 1
             if progress:
                 progress("accounts", done, len(self.drivers) + cfg.rider_accounts)
 
         async def make_rider(i: int) -> None:
             nonlocal done
-            rider_id, token = await self.client.sign_up("rider", i, self._run_id)
-            self.riders.append(Rider(i, rider_id, token))
+            made = await self._sign_up("rider", i)
+            if made is not None:
+                self.riders.append(Rider(i, *made))
             done += 1
             if progress:
                 progress("accounts", done, len(self.drivers) + cfg.rider_accounts)
@@ -179,6 +184,9 @@ class Simulation:
             make_rider(i) for i in range(cfg.rider_accounts)
         ]
         await _bounded(jobs, 32)
+        # A driver whose account could not be made (after retries) is not in the fleet.
+        self.lost_drivers = sum(1 for d in self.drivers if not d.token)
+        self.drivers = [d for d in self.drivers if d.token]
         self.riders.sort(key=lambda r: r.index)
         self.free_riders.extend(range(len(self.riders)))
         # The shift starts before the clock does: the drivers on from the start are online
@@ -193,6 +201,18 @@ class Simulation:
             self._admin_token: str | None = str(answer.body["access_token"]) if answer.ok else None
         else:
             self._admin_token = None
+
+    async def _sign_up(self, role: str, index: int, **extra: Any) -> tuple[str, str] | None:
+        """An account, tried a few times (a loaded service may drop a connection); None
+        if it cannot be made: the run goes on without that user, and says so."""
+        for attempt in range(4):
+            try:
+                return await self.client.sign_up(role, index, self._run_id, **extra)
+            except (RuntimeError, OSError) as exc:
+                last = exc
+                await asyncio.sleep(0.5 * 2**attempt)
+        self.recorder.request(f"sign-up {role}", 0.0, 0, self.now(), repr(last))
+        return None
 
     # --- the run -----------------------------------------------------------------------
 
@@ -334,7 +354,15 @@ class Simulation:
     async def _go_online(self, d: Driver) -> None:
         try:
             if d.index not in self.sockets:
-                ws = await self.client.socket(DRIVER_STREAM.format(d.driver_id), d.token)
+                started = time.perf_counter()
+                try:
+                    ws = await self.client.socket(DRIVER_STREAM.format(d.driver_id), d.token)
+                except (OSError, TimeoutError, InvalidHandshake, InvalidMessage) as exc:
+                    # The service did not take the connection: try again a little later.
+                    ms = (time.perf_counter() - started) * 1000
+                    self.recorder.request("WS connect", ms, 0, self.now(), repr(exc))
+                    d.joins_s = max(d.joins_s, self.now() + 30.0 * d.rng.uniform(0.5, 1.5))
+                    return
                 self.sockets[d.index] = ws
                 reader = asyncio.ensure_future(self._offers(d, ws))
                 self._tasks.add(reader)
@@ -577,10 +605,14 @@ class Simulation:
         ]
         for task in list(self._tasks):
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        for ws in self.sockets.values():
-            with contextlib.suppress(Exception):
-                await ws.close()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=10)
+        # All sockets at once, bounded: one at a time took minutes with thousands of them.
+        closing = [asyncio.ensure_future(ws.close()) for ws in self.sockets.values()]
+        if closing:
+            _, late = await asyncio.wait(closing, timeout=10)
+            for task in late:
+                task.cancel()
         await self.client.close()
         cfg = self.config
         timeline = self.recorder.timeline()
@@ -612,6 +644,7 @@ class Simulation:
             **self.recorder.as_json(),
             "unserved_requests": self.unserved,
             "skipped_location_reports": self.skipped_reports,
+            "lost_drivers": self.lost_drivers,
             "drivers": {"positions": positions, "busy_share_by_bucket": busy_share},
             "surge": surge,
             "summary": {},
