@@ -63,19 +63,21 @@ class SurgeUpdater(BackgroundLoop):
         await self.update()
 
     async def update(self, now: datetime | None = None) -> dict[str, pricing.SurgeCell]:
-        """One recomputation, in one transaction; returns the cells computed."""
+        """One recomputation; returns the cells computed."""
         now = now or utcnow()
-        async with self._db.transaction() as session:
+        # Read and count without holding the write transaction (on SQLite the one writer
+        # lock): the store queries can take a while in a busy city. Only the save writes.
+        async with self._db.read_only() as session:
             demand = await rides.pickup_demand(session, now - self._window)
             current = await pricing.current_multipliers(session)
             centres = set(demand) | {c for c, m in current.items() if m > 1}
             cells = {n for c in centres for n in pricing.disk(c)}
             supply = await self._supply(session, centres, cells, now - self._stale)
-            counts = {
-                c: pricing.CellCounts(demand=demand.get(c, 0), supply=supply.get(c, 0))
-                for c in cells
-            }
-            computed = pricing.compute_surge(counts, current, self._policy, cells=cells)
+        counts = {
+            c: pricing.CellCounts(demand=demand.get(c, 0), supply=supply.get(c, 0)) for c in cells
+        }
+        computed = pricing.compute_surge(counts, current, self._policy, cells=cells)
+        async with self._db.transaction() as session:
             await pricing.save_surge(session, computed, resolution=self._resolution, now=now)
         SURGING.set(sum(1 for c in computed.values() if c.multiplier > 1))
         return computed

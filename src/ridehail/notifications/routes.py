@@ -1,13 +1,8 @@
 from __future__ import annotations
 
-import base64
-import binascii
-from typing import Annotated
-
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Response, status
 
 from ridehail.kernel.auth import Role
-from ridehail.kernel.errors import InvalidRequest
 from ridehail.notifications import service
 from ridehail.notifications.domain import Preferences
 from ridehail.notifications.schemas import (
@@ -23,27 +18,9 @@ from ridehail.notifications.schemas import (
     WebhookOut,
 )
 from ridehail.web.deps import PrincipalDep, ReadSession, RuntimeDep, require_role
+from ridehail.web.paging import PageSize, PageToken, decode_page_token, encode_page_token
 
 router = APIRouter(prefix="/api/v1", tags=["notifications"])
-
-PageSize = Annotated[int, Query(ge=1, le=100)]
-PageToken = Annotated[str | None, Query(max_length=200)]
-
-
-def _encode_token(last_id: str) -> str:
-    return base64.urlsafe_b64encode(last_id.encode()).decode().rstrip("=")
-
-
-def _decode_token(token: str | None, prefix: str) -> str | None:
-    if not token:
-        return None
-    try:
-        value = base64.urlsafe_b64decode((token + "=" * (-len(token) % 4)).encode()).decode()
-    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
-        raise InvalidRequest("page_token is not valid") from exc
-    if not value.startswith(prefix):
-        raise InvalidRequest("page_token is not valid")
-    return value
 
 
 @router.get("/notifications", response_model=NotificationPage)
@@ -58,14 +35,14 @@ async def list_notifications(
     rows = await service.list_notifications(
         session,
         user_id=principal.subject_id,
-        before_id=_decode_token(page_token, "ntf_"),
+        before_id=decode_page_token(page_token, "ntf_"),
         limit=page_size + 1,
     )
     more = len(rows) > page_size
     rows = rows[:page_size]
     return NotificationPage(
         notifications=[NotificationOut.of(n) for n in rows],
-        next_page_token=_encode_token(rows[-1].id) if more and rows else None,
+        next_page_token=encode_page_token(rows[-1].id) if more and rows else None,
     )
 
 
@@ -145,14 +122,14 @@ async def list_deliveries(
     rows = await service.list_deliveries(
         session,
         endpoint_id=webhook_id,
-        before_id=_decode_token(page_token, "whd_"),
+        before_id=decode_page_token(page_token, "whd_"),
         limit=page_size + 1,
     )
     more = len(rows) > page_size
     rows = rows[:page_size]
     return DeliveryPage(
         deliveries=[DeliveryOut.of(d) for d in rows],
-        next_page_token=_encode_token(rows[-1].id) if more and rows else None,
+        next_page_token=encode_page_token(rows[-1].id) if more and rows else None,
     )
 
 

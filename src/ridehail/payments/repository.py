@@ -6,7 +6,7 @@ from collections import defaultdict
 from collections.abc import Collection
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -113,55 +113,84 @@ async def list_payments(
     return list(result.scalars())
 
 
-async def claim_due_payments(
-    session: AsyncSession, *, now: datetime, limit: int, lease_until: datetime
-) -> list[Payment]:
-    """Take up to ``limit`` payments that are due (pending and past their backoff, or
+#: Payments and refunds are worked the same way: claimed under a lease, fenced by attempts.
+Claimable = TypeVar("Claimable", Payment, Refund)
+
+# The two lifecycles share these two states (and the words for them).
+_PENDING = PaymentStatus.PENDING.value
+_PROCESSING = PaymentStatus.PROCESSING.value
+assert RefundStatus.PENDING.value == _PENDING
+assert RefundStatus.PROCESSING.value == _PROCESSING
+
+
+async def _claim_due(
+    session: AsyncSession,
+    model: type[Claimable],
+    *,
+    now: datetime,
+    limit: int,
+    lease_until: datetime,
+) -> list[Claimable]:
+    """Take up to ``limit`` rows that are due (pending and past their backoff, or
     processing under a lease that expired: their worker died) and mark them processing
     under a new lease, one more attempt each. SKIP LOCKED lets several workers claim at
     once without waiting for, or taking, each other's rows."""
     stmt = (
-        select(Payment)
+        select(model)
         .where(
             or_(
-                (Payment.status == PaymentStatus.PENDING.value) & (Payment.next_attempt_at <= now),
-                (Payment.status == PaymentStatus.PROCESSING.value)
-                & (Payment.lease_expires_at <= now),
+                (model.status == _PENDING) & (model.next_attempt_at <= now),
+                (model.status == _PROCESSING) & (model.lease_expires_at <= now),
             )
         )
-        .order_by(Payment.next_attempt_at)
+        .order_by(model.next_attempt_at)
         .limit(limit)
         .execution_options(populate_existing=True)
     )
     if is_postgresql(session):
         stmt = stmt.with_for_update(skip_locked=True)
-    payments = list((await session.execute(stmt)).scalars())
-    for payment in payments:
-        payment.status = PaymentStatus.PROCESSING.value
-        payment.attempts += 1
-        payment.lease_expires_at = lease_until
-        payment.updated_at = now
+    rows = list((await session.execute(stmt)).scalars())
+    for row in rows:
+        row.status = _PROCESSING
+        row.attempts += 1
+        row.lease_expires_at = lease_until
+        row.updated_at = now
     await session.flush()
-    return payments
+    return rows
+
+
+async def _fenced_update(
+    session: AsyncSession,
+    model: type[Claimable],
+    *,
+    row_id: str,
+    attempts: int,
+    values: dict[str, Any],
+) -> bool:
+    """Apply ``values`` only if the row is still processing under the claim that made
+    attempt ``attempts``: a worker whose lease expired (and whose row someone else claimed
+    since) records nothing."""
+    result = await session.execute(
+        update(model)
+        .where(model.id == row_id, model.status == _PROCESSING, model.attempts == attempts)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def claim_due_payments(
+    session: AsyncSession, *, now: datetime, limit: int, lease_until: datetime
+) -> list[Payment]:
+    return await _claim_due(session, Payment, now=now, limit=limit, lease_until=lease_until)
 
 
 async def fenced_payment_update(
     session: AsyncSession, *, payment_id: str, attempts: int, values: dict[str, Any]
 ) -> bool:
-    """Apply ``values`` only if the payment is still processing under the claim that made
-    attempt ``attempts``: a worker whose lease expired (and whose payment someone else
-    claimed since) records nothing."""
-    result = await session.execute(
-        update(Payment)
-        .where(
-            Payment.id == payment_id,
-            Payment.status == PaymentStatus.PROCESSING.value,
-            Payment.attempts == attempts,
-        )
-        .values(**values)
-        .execution_options(synchronize_session=False)
+    return await _fenced_update(
+        session, Payment, row_id=payment_id, attempts=attempts, values=values
     )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
 async def add_to_refunded(session: AsyncSession, payment_id: str, amount: Decimal) -> None:
@@ -207,41 +236,10 @@ async def get_refund(session: AsyncSession, refund_id: str) -> Refund | None:
 async def claim_due_refunds(
     session: AsyncSession, *, now: datetime, limit: int, lease_until: datetime
 ) -> list[Refund]:
-    stmt = (
-        select(Refund)
-        .where(
-            or_(
-                (Refund.status == RefundStatus.PENDING.value) & (Refund.next_attempt_at <= now),
-                (Refund.status == RefundStatus.PROCESSING.value) & (Refund.lease_expires_at <= now),
-            )
-        )
-        .order_by(Refund.next_attempt_at)
-        .limit(limit)
-        .execution_options(populate_existing=True)
-    )
-    if is_postgresql(session):
-        stmt = stmt.with_for_update(skip_locked=True)
-    refunds = list((await session.execute(stmt)).scalars())
-    for refund in refunds:
-        refund.status = RefundStatus.PROCESSING.value
-        refund.attempts += 1
-        refund.lease_expires_at = lease_until
-        refund.updated_at = now
-    await session.flush()
-    return refunds
+    return await _claim_due(session, Refund, now=now, limit=limit, lease_until=lease_until)
 
 
 async def fenced_refund_update(
     session: AsyncSession, *, refund_id: str, attempts: int, values: dict[str, Any]
 ) -> bool:
-    result = await session.execute(
-        update(Refund)
-        .where(
-            Refund.id == refund_id,
-            Refund.status == RefundStatus.PROCESSING.value,
-            Refund.attempts == attempts,
-        )
-        .values(**values)
-        .execution_options(synchronize_session=False)
-    )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return await _fenced_update(session, Refund, row_id=refund_id, attempts=attempts, values=values)

@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import base64
-import binascii
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Annotated
@@ -35,6 +33,7 @@ from ridehail.payments.schemas import (
     money,
 )
 from ridehail.web.deps import PrincipalDep, ReadSession, RuntimeDep, require_role
+from ridehail.web.paging import PageSize, PageToken, decode_page_token, encode_page_token
 
 router = APIRouter(prefix="/api/v1", tags=["payments"])
 
@@ -111,20 +110,6 @@ async def make_default(
 # --- payments ------------------------------------------------------------------------------
 
 
-def _encode_token(payment_id: str) -> str:
-    return base64.urlsafe_b64encode(payment_id.encode()).decode().rstrip("=")
-
-
-def _decode_token(token: str) -> str:
-    try:
-        value = base64.urlsafe_b64decode((token + "=" * (-len(token) % 4)).encode()).decode()
-    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
-        raise InvalidRequest("page_token is not valid") from exc
-    if not value.startswith("pay_"):
-        raise InvalidRequest("page_token is not valid")
-    return value
-
-
 @router.get("/payments", response_model=PaymentPage)
 async def list_payments(
     *,
@@ -132,8 +117,8 @@ async def list_payments(
     session: ReadSession,
     status_filter: Annotated[PaymentStatus | None, Query(alias="status")] = None,
     ride_id: Annotated[str | None, Query(max_length=40)] = None,
-    page_size: Annotated[int, Query(ge=1, le=100)] = 20,
-    page_token: Annotated[str | None, Query(max_length=200)] = None,
+    page_size: PageSize = 20,
+    page_token: PageToken = None,
 ) -> PaymentPage:
     """Admin: every payment (e.g. `?status=failed`); rider: their own. Newest first."""
     require_role(principal, Role.ADMIN, Role.RIDER)
@@ -143,7 +128,7 @@ async def list_payments(
         status=status_filter,
         rider_id=rider_id,
         ride_id=ride_id,
-        before_id=_decode_token(page_token) if page_token else None,
+        before_id=decode_page_token(page_token, "pay_"),
         limit=page_size + 1,
     )
     more = len(found) > page_size
@@ -151,7 +136,7 @@ async def list_payments(
     refunds = await service.refunds_of(session, [p.id for p in found])
     return PaymentPage(
         payments=[PaymentOut.of(p, refunds.get(p.id, [])) for p in found],
-        next_page_token=_encode_token(found[-1].id) if more and found else None,
+        next_page_token=encode_page_token(found[-1].id) if more and found else None,
     )
 
 

@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import base64
-import binascii
 from functools import partial
 from typing import Annotated
 
@@ -9,11 +7,11 @@ from fastapi import APIRouter, Query, status
 
 from ridehail import pricing
 from ridehail.kernel.auth import Role
-from ridehail.kernel.errors import InvalidRequest
 from ridehail.rides import service
 from ridehail.rides.domain import RideStatus
 from ridehail.rides.schemas import ReceiptOut, RideCancel, RideCreate, RideOut, RidePage
 from ridehail.web.deps import PrincipalDep, ReadSession, RuntimeDep, require_role
+from ridehail.web.paging import PageSize, PageToken, decode_page_token, encode_page_token
 
 router = APIRouter(prefix="/api/v1", tags=["rides"])
 
@@ -48,37 +46,22 @@ async def request_ride(body: RideCreate, principal: PrincipalDep, runtime: Runti
     return RideOut.of(ride)
 
 
-def _encode_token(ride_id: str) -> str:
-    return base64.urlsafe_b64encode(ride_id.encode()).decode().rstrip("=")
-
-
-def _decode_token(token: str) -> str:
-    try:
-        padded = token + "=" * (-len(token) % 4)
-        value = base64.urlsafe_b64decode(padded.encode()).decode()
-    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
-        raise InvalidRequest("page_token is not valid") from exc
-    if not value.startswith("ride_"):
-        raise InvalidRequest("page_token is not valid")
-    return value
-
-
 @router.get("/rides", response_model=RidePage)
 async def list_rides(
     principal: PrincipalDep,
     session: ReadSession,
     status_filter: Annotated[RideStatus | None, Query(alias="status")] = None,
-    page_size: Annotated[int, Query(ge=1, le=100)] = 20,
-    page_token: Annotated[str | None, Query(max_length=200)] = None,
+    page_size: PageSize = 20,
+    page_token: PageToken = None,
 ) -> RidePage:
     """The caller's rides (all rides for an admin), newest first."""
-    before = _decode_token(page_token) if page_token else None
+    before = decode_page_token(page_token, "ride_")
     rides = await service.list_rides_for(
         session, principal=principal, status=status_filter, before_id=before, limit=page_size + 1
     )
     more = len(rides) > page_size
     rides = rides[:page_size]
-    token = _encode_token(rides[-1].id) if more and rides else None
+    token = encode_page_token(rides[-1].id) if more and rides else None
     paid = await service.payment_views(session, rides)
     return RidePage(rides=[RideOut.of(r, paid.get(r.id)) for r in rides], next_page_token=token)
 
