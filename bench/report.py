@@ -1097,13 +1097,14 @@ report (which keeps the other benchmarks' last results):
 
 {summary(b)}
 
-{trade_offs(b)}
-**Reading the tables.** Every measurement was repeated; cells show the median and, in
-brackets, the lowest and highest run. Ratios are taken per round (a target against its
-baseline measured in the same round), then the median of those. The machine is small and
-shared: load generator, server, PostgreSQL and Redis compete for {m["nproc"]} cores, and other
-work may run at the same time, so compare rows of one table rather than numbers across runs.
+**Reading the tables** (above, and sections 1-6). Every measurement was repeated; cells
+show the median and, in brackets, the lowest and highest run. Ratios are taken per round
+(a target against its baseline measured in the same round), then the median of those. The
+machine is small and shared: load generator, server, PostgreSQL and Redis compete for
+{m["nproc"]} cores, and other work may run at the same time, so compare rows of one table
+rather than numbers across runs.
 
+{trade_offs(b)}
 ## The run
 
 Measured from {first_start} to {last_finish} (UTC); `make bench`{runtime_text}.

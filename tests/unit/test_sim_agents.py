@@ -61,14 +61,24 @@ def test_idle_drivers_wait_or_cruise_nearby() -> None:
     behaviour = Behaviour(cruise_share=0.5, cruise_limit_s=120.0)
     driver = new_driver(3, seed=2, node=GRAPH.nearest_node(CITY.center), behaviour=behaviour,
                         duration_s=600)  # fmt: skip
-    plans = [idle_plan(driver, GRAPH, behaviour, now_s=float(t)) for t in range(0, 4000, 200)]
-    cruises = [p for p in plans if "cruise" in p]
-    waits = [p for p in plans if "wait_until" in p]
+    cruises = waits = 0
+    for t in range(0, 4000, 200):
+        now = float(t)
+        plan = idle_plan(driver, GRAPH, behaviour, now_s=now)
+        if "cruise" in plan:
+            cruises += 1
+            # A drive to a spot within the cruise budget, starting now, ending where it said.
+            assert driver.leg is not None and driver.leg.start_s == now
+            assert driver.leg.nodes[-1] == plan["cruise"]
+            assert 0 < driver.leg.offsets_s[-1] <= behaviour.cruise_limit_s
+            assert driver.idle_until_s == driver.leg.end_s
+        else:
+            waits += 1
+            # Parked where it stands, for a wait drawn from the behaviour's range.
+            assert driver.leg is None
+            low, high = behaviour.wait_s
+            assert now + low <= plan["wait_until"] <= now + high
     assert cruises and waits
-    for plan in cruises:
-        assert plan["cruise"] != -1
-    if driver.leg is not None:
-        assert driver.leg.offsets_s[-1] <= behaviour.cruise_limit_s
 
 
 def test_percentiles_reservoir_and_timeline() -> None:
