@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
 from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
@@ -9,7 +11,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from starlette.types import Receive, Scope, Send
 
-from ridehail import bootstrap, ops
+from ridehail import bootstrap, ops, tally
 from ridehail.accounts.routes import router as accounts_router
 from ridehail.dispatch.routes import router as dispatch_router
 from ridehail.drivers.routes import router as drivers_router
@@ -93,11 +95,15 @@ def create_app(
             # the allocations of each request stop re-scanning it (measured in bench/).
             gc.collect()
             gc.freeze()
+            flusher = asyncio.create_task(tally.flush_periodically(), name="metrics-flush")
             try:
                 yield
             finally:
                 if isinstance(app, RidehailAPI) and app.location_ingest is not None:
                     app.location_ingest.runtime = None
+                flusher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await flusher
 
     app = RidehailAPI(
         title="ridehail",

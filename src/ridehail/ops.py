@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from ridehail.tally import DEFERRED
 from ridehail.web.deps import RuntimeDep
 
 router = APIRouter(tags=["operations"])
@@ -45,6 +46,7 @@ async def metrics() -> Response:
     """Prometheus text format. Under `ridehail serve --workers N` every worker writes its
     samples to files in ``PROMETHEUS_MULTIPROC_DIR`` and whichever worker answers adds them
     all up, so a scrape sees the whole server, not one worker's share."""
+    DEFERRED.flush()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         MultiProcessCollector(registry)  # type: ignore[no-untyped-call]

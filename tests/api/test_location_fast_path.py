@@ -251,18 +251,19 @@ async def test_metrics_name_the_route_template(pair: tuple[Pair, User, User, Use
     apps, driver, _other, _rider = pair
     labels = {"method": "PUT", "route": "/api/v1/drivers/{driver_id}/location", "status": "204"}
 
-    def served() -> float:
+    async def served() -> float:
+        """As a scrape sees it (the counts are handed over in bulk, before each scrape)."""
+        metrics = (await apps.fast.http.get("/metrics")).text
+        assert driver.id not in metrics
         return REGISTRY.get_sample_value("ridehail_http_requests_total", labels) or 0.0
 
-    before = served()
+    before = await served()
     for _ in range(3):
         reply = await apps.fast.http.put(
             f"/api/v1/drivers/{driver.id}/location", content=body(), headers=bearer(driver)
         )
         assert reply.status_code == 204
-    assert served() == before + 3
-    metrics = (await apps.fast.http.get("/metrics")).text
-    assert driver.id not in metrics
+    assert await served() == before + 3
 
 
 JSON_VALUES = st.one_of(
@@ -272,6 +273,29 @@ JSON_VALUES = st.one_of(
     st.floats(allow_nan=False, allow_infinity=False, min_value=-400, max_value=400),
     st.text(max_size=8),
     st.sampled_from(["2026-01-01T00:00:00Z", "2026-01-01T00:00:00", "yesterday"]),
+    # Every bound of the model, on and just past it.
+    st.sampled_from(
+        [
+            90,
+            90.000001,
+            -90.0,
+            -90.000001,
+            180,
+            180.000001,
+            -180,
+            -180.000001,
+            0,
+            -0.0,
+            -0.000001,
+            360,
+            359.999999,
+            150,
+            150.000001,
+            100_000,
+            100_000.000001,
+            1e308,
+        ]
+    ),
 )
 FIELDS = st.sampled_from(
     ["latitude", "longitude", "heading", "speed_mps", "accuracy_m", "recorded_at", "extra"]

@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from ridehail import tally
 from ridehail.kernel.geo import offset
 from tests.e2e.conftest import Processes, free_port, server_env
 
@@ -308,6 +309,9 @@ def test_metrics_of_several_workers_add_up(
     for _ in range(sent):  # a new connection each time, so both workers take some
         assert httpx.get(f"{url}/healthz", timeout=5).status_code == 200
     sample = 'ridehail_http_requests_total{method="GET",route="/healthz",status="200"}'
+    # Each worker hands its counts over at least once a second (ridehail.tally); the
+    # worker that answers a scrape hands over its own at once, the other's may lag by that.
+    time.sleep(tally.FLUSH_INTERVAL_S + 0.5)
     for _ in range(5):  # several scrapes, answered by either worker
         lines = httpx.get(f"{url}/metrics", timeout=5).text.splitlines()
         counts = [float(line.rsplit(" ", 1)[1]) for line in lines if line.startswith(sample)]

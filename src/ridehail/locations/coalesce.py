@@ -35,7 +35,12 @@ class CoalescingStore:
         self.announces_positions = inner.announces_positions
         self._max_batch = max_batch
         self._pending: list[tuple[LocationFix, asyncio.Future[Recorded]]] = []
-        self._unsettled: set[asyncio.Future[Recorded]] = set()
+        # Writes are applied in the order accepted, so two counters say what is settled:
+        # a call that must follow the writes accepted so far waits for ``_applied`` to
+        # reach ``_accepted`` as it was (no bookkeeping per write beyond one increment).
+        self._accepted = 0
+        self._applied = 0
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._flushing = False
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -43,8 +48,7 @@ class CoalescingStore:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Recorded] = loop.create_future()
         self._pending.append((fix, future))
-        self._unsettled.add(future)
-        future.add_done_callback(self._unsettled.discard)
+        self._accepted += 1
         if not self._flushing:
             self._flushing = True
             # call_soon runs after every callback already queued in this turn of the loop:
@@ -62,7 +66,11 @@ class CoalescingStore:
             while self._pending:
                 batch = self._pending[: self._max_batch]
                 del self._pending[: self._max_batch]
-                await self._write(batch)
+                try:
+                    await self._write(batch)
+                finally:
+                    self._applied += len(batch)
+                    self._wake_settled()
         finally:
             self._flushing = False
 
@@ -78,10 +86,26 @@ class CoalescingStore:
             if not future.done():  # the caller may have been cancelled meanwhile
                 future.set_result(outcome)
 
+    def _wake_settled(self) -> None:
+        if not self._waiters:
+            return
+        still = []
+        for target, waiter in self._waiters:
+            if target <= self._applied:
+                if not waiter.done():
+                    waiter.set_result(None)
+            else:
+                still.append((target, waiter))
+        self._waiters = still
+
     async def _settled(self) -> None:
         """Wait until every write accepted so far has been applied (or has failed)."""
-        if self._unsettled:
-            await asyncio.wait(list(self._unsettled))
+        target = self._accepted
+        if self._applied >= target:
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append((target, waiter))
+        await waiter
 
     async def record_many(self, fixes: Sequence[LocationFix]) -> list[Recorded]:
         await self._settled()

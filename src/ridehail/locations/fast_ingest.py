@@ -23,6 +23,7 @@ from __future__ import annotations
 import time
 from datetime import datetime
 
+import msgspec
 import structlog
 from pydantic import ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -32,7 +33,7 @@ from ridehail.kernel.clock import utcnow
 from ridehail.kernel.errors import AuthenticationFailed, DomainError
 from ridehail.locations import service
 from ridehail.locations.ports import LocationFix
-from ridehail.locations.schemas import LocationIn
+from ridehail.locations.schemas import LocationIn, LocationReport
 from ridehail.runtime import Runtime
 from ridehail.web.errors import domain_problem, problem
 from ridehail.web.middleware import HttpMetrics
@@ -45,6 +46,7 @@ ROUTE_PATH = PREFIX + "{driver_id}" + SUFFIX
 
 _NO_CONTENT: Message = {"type": "http.response.start", "status": 204, "headers": []}
 _EMPTY_BODY: Message = {"type": "http.response.body", "body": b""}
+_REPORT = msgspec.json.Decoder(LocationReport)
 
 
 def driver_id_of(path: str) -> str | None:
@@ -93,17 +95,17 @@ class LocationIngest:
             return
         body, complete = await _read_body(receive, self.max_body_bytes)
         runtime = self.runtime
-        location = (
-            _accept(runtime, driver_id, authorization, body)
+        now = utcnow()
+        fix = (
+            _accept(runtime, driver_id, authorization, body, now)
             if complete and runtime is not None
             else None
         )
-        if runtime is None or location is None:
+        if runtime is None or fix is None:
             await fallback(scope, _replay(body, complete, receive), send)
             return
-        now = utcnow()
         try:
-            status = await _ingest(scope, send, runtime, location.to_fix(driver_id, now=now), now)
+            status = await _ingest(scope, send, runtime, fix, now)
         except Exception:
             log.exception("unhandled_error", path=ROUTE_PATH)
             status = 500
@@ -114,20 +116,34 @@ class LocationIngest:
 
 
 def _accept(
-    runtime: Runtime, driver_id: str, authorization: bytes, body: bytes
-) -> LocationIn | None:
-    """The report if the route would accept the request; None to let the route answer."""
+    runtime: Runtime, driver_id: str, authorization: bytes, body: bytes, now: datetime
+) -> LocationFix | None:
+    """The fix if the route would accept the request; None to let the route answer."""
+    return _parse(body, driver_id, now) if _may_move(runtime, driver_id, authorization) else None
+
+
+def _may_move(runtime: Runtime, driver_id: str, authorization: bytes) -> bool:
+    """Whether the bearer token is the driver's own."""
     scheme, _, token = authorization.decode("latin-1").partition(" ")
     if scheme.lower() != "bearer" or not token:
-        return None
+        return False
     try:
         principal = runtime.verify_token(token.strip())
     except AuthenticationFailed:
-        return None
-    if principal.role is not Role.DRIVER or principal.subject_id != driver_id:
-        return None
+        return False
+    return principal.role is Role.DRIVER and principal.subject_id == driver_id
+
+
+def _parse(body: bytes, driver_id: str, now: datetime) -> LocationFix | None:
+    """The fix the body describes, or None if the route's model would refuse it."""
     try:
-        return LocationIn.model_validate_json(body)
+        report = _REPORT.decode(body)
+    except msgspec.DecodeError:  # also every ValidationError
+        return None
+    if report.recorded_at is None:
+        return report.to_fix(driver_id, now=now)
+    try:  # the device's own time: the route's model is the judge of dates
+        return LocationIn.model_validate_json(body).to_fix(driver_id, now=now)
     except ValidationError:
         return None
 

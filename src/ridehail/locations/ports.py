@@ -14,13 +14,16 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Protocol
 
+import msgspec
 
-@dataclass(frozen=True, slots=True)
-class LocationFix:
+
+class LocationFix(msgspec.Struct, frozen=True):
     """One GPS report from a driver's phone.
 
     Validated on construction so that no adapter has to defend itself against a NaN or an
     out-of-range coordinate (which would poison a spatial index rather than fail loudly).
+    A frozen msgspec Struct rather than a frozen dataclass: made once per report, 10-17
+    thousand times a second, it is built in a sixth of the time (timeit, 0.22 vs 1.38 µs).
     """
 
     driver_id: str
@@ -32,16 +35,20 @@ class LocationFix:
     accuracy_m: float | None = None
 
     def __post_init__(self) -> None:
-        if not (math.isfinite(self.latitude) and -90.0 <= self.latitude <= 90.0):
+        # A comparison with NaN is false, so the range checks refuse NaN (and infinities).
+        if not -90.0 <= self.latitude <= 90.0:
             raise ValueError(f"latitude out of range: {self.latitude!r}")
-        if not (math.isfinite(self.longitude) and -180.0 <= self.longitude <= 180.0):
+        if not -180.0 <= self.longitude <= 180.0:
             raise ValueError(f"longitude out of range: {self.longitude!r}")
         if self.recorded_at.tzinfo is None:
             raise ValueError("recorded_at must be timezone-aware")
-        for name in ("heading", "speed_mps", "accuracy_m"):
-            value = getattr(self, name)
-            if value is not None and not math.isfinite(value):
-                raise ValueError(f"{name} must be finite: {value!r}")
+        heading, speed, accuracy = self.heading, self.speed_mps, self.accuracy_m
+        if heading is not None and not math.isfinite(heading):
+            raise ValueError(f"heading must be finite: {heading!r}")
+        if speed is not None and not math.isfinite(speed):
+            raise ValueError(f"speed_mps must be finite: {speed!r}")
+        if accuracy is not None and not math.isfinite(accuracy):
+            raise ValueError(f"accuracy_m must be finite: {accuracy!r}")
 
 
 #: Metres of GPS noise allowed on top of max speed times elapsed time when judging a jump, so

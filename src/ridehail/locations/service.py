@@ -19,6 +19,7 @@ from ridehail.locations.ports import (
     position_message,
 )
 from ridehail.messaging import PubSub
+from ridehail.tally import DEFERRED
 
 FIXES = Counter(
     "ridehail_location_fixes_total", "Location fixes by what became of them", ["outcome"]
@@ -66,7 +67,7 @@ async def ingest(
         outcome = Recorded.IMPRECISE
     else:
         outcome = await store.record(fix)
-    _FIXES_BY_OUTCOME[outcome].inc()
+    DEFERRED.inc(_FIXES_BY_OUTCOME[outcome])
     if outcome is Recorded.LIVE and feed is not None and not store.announces_positions:
         channel = position_channel(fix.driver_id)
         if feed.may_have_listeners(channel):
@@ -95,7 +96,7 @@ async def ingest_many(
     recorded = iter(await store.record_many(precise))
     outcomes = [Recorded.IMPRECISE if blurry else next(recorded) for blurry in imprecise]
     for outcome in outcomes:
-        _FIXES_BY_OUTCOME[outcome].inc()
+        DEFERRED.inc(_FIXES_BY_OUTCOME[outcome])
     live = [f for f, o in zip(ordered, outcomes, strict=True) if o is Recorded.LIVE]
     if feed is not None and live and not store.announces_positions:
         await feed.publish(position_channel(live[-1].driver_id), position_message(live[-1]))

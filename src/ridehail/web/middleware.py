@@ -13,6 +13,8 @@ import structlog
 from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ridehail.tally import DEFERRED
+
 log = structlog.get_logger("ridehail.http")
 
 HTTP_REQUESTS = Counter(
@@ -131,8 +133,8 @@ class HttpMetrics:
         if timer is None:
             timer = HTTP_LATENCY.labels(method, route)
             self._timers[(method, route)] = timer
-        counter.inc()
-        timer.observe(elapsed)
+        DEFERRED.inc(counter)
+        DEFERRED.observe(timer, elapsed)
         if self.access_log and (status >= 300 or route not in self.quiet_routes):
             log.info(
                 "http_request",
