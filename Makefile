@@ -45,8 +45,9 @@ demo: $(STAMP) ## A 60-90 s simulated city (300 drivers) against the embedded de
 bench: $(STAMP) services ## Benchmarks; results in bench/results/ and docs/benchmarks.md
 	bash bench/run.sh
 
-city: $(STAMP) services ## The city-scale run (50,000 drivers, ~25-40 min; not in make bench); updates docs/benchmarks.md
+city: $(STAMP) services ## The city-scale run (50,000 drivers, ~25-40 min) and one simulator process with 5,000 drivers (~6 min); not in make bench; updates docs/benchmarks.md
 	$(BIN)/python -m bench.city_scale
+	$(BIN)/python -m bench.one_simulator
 	$(BIN)/python -m bench.report
 
 clean: ## Remove the virtual environment and local state

@@ -14,7 +14,12 @@ import re
 from typing import Any
 
 from bench import common
-from bench.report_city import section_city_scale, section_city_sim, trade_offs
+from bench.report_city import (
+    section_city_scale,
+    section_city_sim,
+    section_one_simulator,
+    trade_offs,
+)
 
 LATEST = common.RESULTS / "latest.json"
 DOCS = common.ROOT / "docs" / "benchmarks.md"
@@ -31,6 +36,7 @@ PARTS = (
     "dispatch_latency",
     "city_sim",
     "city_scale",
+    "one_simulator",
 )
 
 
@@ -133,9 +139,11 @@ Server CPU is user + system time of the server process (all threads, from `/proc
 by the requests wrk completed.
 
 **The path measured.** The PUT is served by `ridehail.locations.fast_ingest` ahead of
-FastAPI's middleware stack (same model, token check, rules and store write as the documented
-route; anything else is handed to the route). Successful reports are counted and timed in
-`/metrics` but not access-logged (12,500 lines a second would cost more than the reports),
+FastAPI's middleware stack (the body decoded by msgspec into `LocationReport`, which accepts
+nothing the route's `LocationIn` refuses; the same token check, rules and store write as
+the documented route; anything else is handed to the route). Successful reports are counted
+and timed in `/metrics` (in bulk, `ridehail.tally`) but not access-logged (12,500 lines a
+second would cost more than the reports),
 so the INFO (as shipped) and WARNING servers differ only in the lines of the drivers'
 sign-ups ({num(c["access_log_lines_embedded_log"])} and
 {c["access_log_lines_embedded_nolog"]} `http_request` lines). On the production profile
@@ -1062,6 +1070,7 @@ def render(data: dict[str, Any]) -> str:
         section_dispatch_latency(b["dispatch_latency"]) if "dispatch_latency" in b else "",
         section_city_sim(b["city_sim"]) if "city_sim" in b else "",
         section_city_scale(b["city_scale"]) if "city_scale" in b else "",
+        section_one_simulator(b["one_simulator"]) if "one_simulator" in b else "",
     ]
     runtime = data.get("runtime_s")
     runtime_text = f" took {num(runtime)} s" if runtime else ""

@@ -334,6 +334,40 @@ def _rate(samples: list[dict[str, Any]]) -> list[tuple[float, float]]:
     return rates
 
 
+def _city_findings(
+    run: dict[str, Any] | None, samples: list[dict[str, Any]], last_db: dict[str, Any] | None
+) -> list[str]:
+    """What the merged run says beyond the samples: why rides were not matched and why
+    position frames did not arrive, where the numbers show it."""
+    if not run:
+        return []
+    found = []
+    by_endpoint = run.get("errors_by_endpoint") or {}
+    p99 = run.get("api_p99_ms") or {}
+    accept = "POST /api/v1/rides/{id}:accept"
+    conflicts = (by_endpoint.get(accept) or {}).get("409", 0)
+    offers = (last_db or {}).get("offers") or 0
+    if offers and run.get("matched", 0) < run.get("requests", 0) / 2:
+        found.append(
+            f"Matching broke: {num(offers)} offers were made but {num(run.get('matched'))} "
+            f"rides matched. Drivers' answers took too long through the loaded API "
+            f"(`:accept` p99 {msec(p99.get(accept))}) for an offer that stands 15 s "
+            f"(`RIDEHAIL_DISPATCH_OFFER_TTL_S`): {num(conflicts)} accepts were answered 409, "
+            f"the offer gone by then."
+        )
+    lost = (by_endpoint.get("WS location frame") or {}).get("network", 0)
+    counted = max((sum((x.get("fixes") or {}).values()) for x in samples), default=0)
+    if lost:
+        found.append(
+            f"Position frames: {num(run.get('location_frames_sent'))} sent, "
+            f"{num(counted)} counted by the API; {num(lost)} went to sockets already closed. "
+            f"A worker replaced by uvicorn's supervisor drops its WebSockets, and the "
+            f"simulator does not reopen a driver's stream once it has dropped (a real app "
+            f"would), so those drivers fell silent to the service for the rest of the run."
+        )
+    return found
+
+
 def section_city_scale(p: dict[str, Any]) -> str:
     s = p["settings"]
     m = s["machine"]
@@ -416,8 +450,9 @@ def section_city_scale(p: dict[str, Any]) -> str:
             + (", ".join(f"{num(v)} rides {k}" for k, v in sorted(rides.items())) or "no rides")
             + f"; {num(last_db.get('offers'))} offers made."
         )
-    verdict = "\n".join(f"- {line}" for line in held) or "- no samples were taken."
     run = p.get("run")
+    held += _city_findings(run, samples, last_db)
+    verdict = "\n".join(f"- {line}" for line in held) or "- no samples were taken."
     if run:
         result_rows = [
             ["ride requests made (simulator)", num(run["requests"])],
@@ -477,3 +512,45 @@ wall time. Finished: **{"yes" if p.get("finished") else "no"}**; simulator exit 
 {table(["t s", "accounts in DB", "rides in DB", "fixes counted", "busiest (cores)", "load avg"],
        timeline_rows)}
 """  # fmt: skip
+
+
+def section_one_simulator(p: dict[str, Any]) -> str:
+    s = p["settings"]
+    r = p["run"]
+    m = s["machine"]
+    due = p["location_frames_due"]
+    sent = p["location_frames_sent"]
+    share = sent / due if due else None
+    rows = [
+        ["drivers signed up / online at most",
+         f"{num(s['drivers'])} / {num(p['drivers_online_max'])}"],
+        ["position frames sent / due (online drivers x run / report interval)",
+         f"{num(sent)} / {num(due)} ({pct(share)})"],
+        ["position reports skipped (the previous one still in flight)",
+         num(p["skipped_location_reports"])],
+        ["frame send p99 (simulator side)", msec(p.get("location_frame_send_p99_ms"))],
+        ["API errors (all endpoints)", num(r["errors"])],
+        ["drivers lost in set-up", num(p["lost_drivers"])],
+        ["ride requests / matched", f"{num(r['requests'])} / {pct(r['match_rate'])}"],
+        ["simulator CPU (own process)", f"{num(p['simulator_cpu_s'], 1)} s = "
+         f"{num(p['simulator_cores_mean'], 2)} cores over {num(p['wall_s_total'])} s"],
+        ["simulator peak memory (VmHWM)", f"{num(p['simulator_peak_rss_mib'])} MiB"],
+        ["server CPU (embedded, at least)", f"{num(p['server_cpu_s_at_least'], 1)} s"],
+        ["wall: whole command / simulated run",
+         f"{num(p['wall_s_total'])} s / {num(p['wall_s_run'])} s"],
+    ]  # fmt: skip
+    return f"""### 8b. One simulator process, {num(s["drivers"])} drivers
+
+**What.** Whether one `ridehail simulate` process drives {num(s["drivers"])} drivers at the
+full rate: every online driver reporting its position every {s["report_every_s"]:g} s over
+its WebSocket, in real time, for {num(s["minutes"])} minutes, ride requests at up to
+{num(s["requests_per_min_at_peak"])} a minute, against {s["server"]} on this machine
+({m["cpu"]}, {m["nproc"]} cores; server and simulator share them).
+
+**How.** `bench/one_simulator.py` (`make city`): `{s["command"]}`. The simulator's own CPU
+and peak resident memory come from /proc (its server child apart); frames sent, skipped
+reports, errors and rides from the run's metrics. "Due" adds up, bucket by bucket of the
+run's timeline, the drivers online times the bucket's length over the report interval.
+
+{table(["measured", "value"], rows)}
+"""
