@@ -327,14 +327,15 @@ def now_iso() -> str:
 
 
 def started() -> dict[str, Any]:
-    """When a benchmark started, how busy the machine was then (1-minute load average) and
-    which code it measured."""
+    """When a benchmark started, how busy the machine was then (1-minute load average),
+    which code it measured and on which CPU."""
     facts = machine_facts()
     return {
         "started_at": now_iso(),
         "load_average_at_start": load_average(),
         "commit": facts["commit"],
         "src_uncommitted_changes": facts["src_uncommitted_changes"],
+        "cpu_model": facts["cpu"],
     }
 
 

@@ -1073,11 +1073,18 @@ def render(data: dict[str, Any]) -> str:
         section_one_simulator(b["one_simulator"]) if "one_simulator" in b else "",
     ]
     runtime = data.get("runtime_s")
-    runtime_text = f" took {num(runtime)} s" if runtime else ""
+    runtime_text = f"; the last full `make bench` took {num(runtime)} s" if runtime else ""
     first_start = min(part["started_at"] for part in b.values())
     last_finish = max(part["finished_at"] for part in b.values())
+
+    def cpu_of(part: dict[str, Any]) -> str:
+        machine = (part.get("settings") or {}).get("machine") or {}
+        cpu = part.get("cpu_model") or machine.get("cpu")
+        return f"on {cpu}" if cpu else "CPU not recorded"
+
     started = "\n".join(
-        f"- `bench.{name}` started {b[name]['started_at']}, 1-minute load average "
+        f"- `bench.{name}` started {b[name]['started_at']} ({cpu_of(b[name])}, code "
+        f"{b[name].get('commit', '?')}), 1-minute load average "
         f"{b[name]['load_average_at_start']}"
         for name in PARTS
         if name in b
@@ -1116,7 +1123,10 @@ rather than numbers across runs.
 {trade_offs(b)}
 ## The run
 
-Measured from {first_start} to {last_finish} (UTC); `make bench`{runtime_text}.
+Measured from {first_start} to {last_finish} (UTC){runtime_text}. A benchmark run on its
+own replaces only its own section, so sections may come from different runs, commits and
+machines (each part below says which): compare rows within a section, not across them. The
+table after the list describes the machine this file was rendered on.
 
 {started}
 
