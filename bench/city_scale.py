@@ -308,6 +308,9 @@ async def _drive(processes: list[Any], url: str, database: str, tmp: Path) -> di
         )
         timeline = merged.get("timeline") or []
         s["drivers_online_max"] = max((b.get("drivers_online", 0) for b in timeline), default=0)
+        for key in ("streams_dropped", "streams_reopened", "skipped_location_reports"):
+            if key in merged:
+                s[key] = merged[key]
         measured["run"] = s
     return measured
 

@@ -357,13 +357,21 @@ def _city_findings(
         )
     lost = (by_endpoint.get("WS location frame") or {}).get("network", 0)
     counted = max((sum((x.get("fixes") or {}).values()) for x in samples), default=0)
-    if lost:
+    if lost and "streams_reopened" not in run:
         found.append(
             f"Position frames: {num(run.get('location_frames_sent'))} sent, "
             f"{num(counted)} counted by the API; {num(lost)} went to sockets already closed. "
             f"A worker replaced by uvicorn's supervisor drops its WebSockets, and the "
-            f"simulator does not reopen a driver's stream once it has dropped (a real app "
-            f"would), so those drivers fell silent to the service for the rest of the run."
+            f"simulator of this run did not reopen a driver's stream once it had dropped (it "
+            f"does since), so those drivers fell silent to the service for the rest of the run."
+        )
+    elif "streams_reopened" in run:
+        found.append(
+            f"Position frames: {num(run.get('location_frames_sent'))} sent, "
+            f"{num(counted)} counted by the API, {num(lost)} lost on sockets that had just "
+            f"closed. Driver streams closed by the service (a worker replaced by uvicorn's "
+            f"supervisor drops its WebSockets): {num(run.get('streams_dropped'))}; opened "
+            f"again by the drivers' apps: {num(run.get('streams_reopened'))}."
         )
     return found
 

@@ -5,13 +5,17 @@ seed), and writes metrics and a self-contained HTML report."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import subprocess
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 
-from tests.e2e.conftest import RIDEHAIL, server_env
+from ridehail.simulator.server import server_env as sim_server_env
+from tests.e2e.conftest import RIDEHAIL, free_port, server_env
 
 pytestmark = pytest.mark.e2e
 
@@ -64,3 +68,96 @@ def test_simulate_compare_drives_the_service_and_writes_the_report(tmp_path: Pat
     assert base64.b64decode(first)[:8] == b"\x89PNG\r\n\x1a\n"
     assert (out / "summary.json").exists()
     assert "report:" in done.stdout.decode()
+
+
+def _counted(url: str) -> tuple[float, float]:
+    """(fixes the server stored, of them PUT by HTTP) from its /metrics."""
+    text = httpx.get(f"{url}/metrics", timeout=5).text
+    fixes = sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("ridehail_location_fixes_total{")
+    )
+    route = 'route="/api/v1/drivers/{driver_id}/location"'
+    puts = sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("ridehail_http_requests_total{") and route in line
+    )
+    return fixes, puts
+
+
+def _serve(env: dict[str, str], port: int, log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as sink:
+        proc = subprocess.Popen(
+            [*RIDEHAIL, "serve", "--port", str(port)], env=env, stdout=sink, stderr=sink
+        )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, log.read_text()[-3000:]
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                return proc
+        time.sleep(0.2)
+    raise AssertionError("the server did not become ready")
+
+
+def test_drivers_open_their_streams_again_when_the_server_restarts(tmp_path: Path) -> None:
+    """The server is killed mid-run and started again on the same port and database: the
+    simulated drivers' apps open their streams again, and their positions reach the new
+    process over them (more fixes stored than location PUTs it answered)."""
+    var_dir = tmp_path / "var"
+    var_dir.mkdir()
+    env = sim_server_env(
+        var_dir,
+        strategy="sequential",
+        time_scale=10.0,
+        road_network="generated:5",
+        eta="straight_line",
+    )
+    admin = ["--email", "admin@example.com", "--password", "admin-password-1"]
+    subprocess.run([*RIDEHAIL, "users", "create-admin", *admin], env=env, check=True)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = tmp_path / "server.log"
+    first = _serve(env, port, log)
+    out = tmp_path / "sim"
+    options = {
+        "--url": url, "--drivers": "12", "--minutes": "6", "--time-scale": "10",
+        "--peak-per-min": "2", "--seed": "5", "--report-every": "1", "--out": str(out),
+        "--admin-email": admin[1], "--admin-password": admin[3],
+    }  # fmt: skip
+    sim = subprocess.Popen(
+        [*RIDEHAIL, "simulate", *(x for pair in options.items() for x in pair), "--no-live"],
+        env=server_env({}),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    second = None
+    try:
+        deadline = time.monotonic() + 90
+        while _counted(url)[0] < 24:  # drivers are online and streaming
+            assert time.monotonic() < deadline, "no positions reached the first server"
+            assert sim.poll() is None, sim.stdout.read().decode()[-3000:] if sim.stdout else ""
+            time.sleep(0.5)
+        # Past half the run every late driver has joined (new_driver: within the first
+        # half), so after the restart only reopened streams carry positions.
+        time.sleep(6 * 60 / 10 * 0.5 + 5)
+        assert sim.poll() is None, "the run ended before the restart"
+        first.kill()  # a crash: every stream ends without a goodbye
+        first.wait(timeout=10)
+        second = _serve(env, port, log)
+        output, _ = sim.communicate(timeout=180)
+        assert sim.returncode == 0, output.decode()[-3000:]
+        fixes, puts = _counted(url)
+    finally:
+        for proc in (sim, first, second):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    [run] = json.loads((out / "metrics.json").read_text())
+    assert run["streams_dropped"] >= 1, run["streams_dropped"]
+    assert run["streams_reopened"] >= 1, run["streams_reopened"]
+    # The new process stored more positions than it was PUT (drivers put one when they go
+    # online): the rest came over reopened streams. Without reopening, fixes == puts.
+    assert fixes > puts + 12, (fixes, puts)

@@ -20,6 +20,7 @@ import hashlib
 import json
 import random
 import sqlite3
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -242,8 +243,7 @@ class SandboxProvider:
         conn.row_factory = sqlite3.Row
         conn.execute("PRAGMA busy_timeout=30000")
         if not self._ready:
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.executescript(SCHEMA)
+            _set_up(conn)
             self._ready = True
         conn.execute("PRAGMA synchronous=FULL")
         return conn
@@ -362,3 +362,19 @@ class SandboxProvider:
         card = TEST_CARDS.get(charge["token"]) if charge is not None else None
         lose_answer = card is not None and card.behaviour == REFUND_TIMEOUT
         return row, lose_answer
+
+
+def _set_up(conn: sqlite3.Connection, attempts: int = 100) -> None:
+    """WAL mode and the schema. Connections setting up one new file at once (two processes'
+    providers, or one provider's threads) can get "database is locked" at once, without
+    SQLite waiting out the busy timeout (it does not wait where waiting could deadlock):
+    try again after a short pause."""
+    for attempt in range(attempts):
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.executescript(SCHEMA)
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == attempts - 1:
+                raise
+            time.sleep(0.01 + 0.002 * attempt)

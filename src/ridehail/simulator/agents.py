@@ -81,6 +81,9 @@ class Driver:
     #: A location report is still on its way: the next one waits (no pile-up when the
     #: service is slow).
     reporting: bool = False
+    #: Opening the stream again is under way / not before this simulated time.
+    reopening: bool = False
+    reopen_at_s: float = 0.0
     offers_seen: set[str] = field(default_factory=set)
     last_report: Point | None = None
 

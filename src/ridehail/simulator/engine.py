@@ -115,6 +115,9 @@ class Simulation:
         self.skipped_reports = 0
         #: Drivers left out because their account could not be made.
         self.lost_drivers = 0
+        #: Driver streams the service closed during the run, and streams opened again.
+        self.streams_dropped = 0
+        self.streams_reopened = 0
 
     # --- the clock ---------------------------------------------------------------------
 
@@ -336,6 +339,12 @@ class Simulation:
         its way: a slow service then gets fewer reports, not an ever-growing queue."""
         ws = self.sockets.get(d.index)
         if ws is None:
+            # Online without a stream: the service closed it (a restart, a replaced
+            # worker). A driver's app opens it again, and so does this one, with a pause
+            # between failed attempts.
+            if not d.reopening and now >= d.reopen_at_s:
+                d.reopening = True
+                self.spawn(self._reopen(d))
             return
         if d.reporting:
             self.skipped_reports += 1
@@ -361,22 +370,37 @@ class Simulation:
         # third of their reports that way).
         self.spawn(send(), bounded=False)
 
+    async def _open_stream(self, d: Driver) -> bool:
+        """Open the driver's stream and start reading its offers; False (recorded) if the
+        service did not take the connection."""
+        started = time.perf_counter()
+        try:
+            ws = await self.client.socket(DRIVER_STREAM.format(d.driver_id), d.token)
+        except (OSError, TimeoutError, InvalidHandshake, InvalidMessage) as exc:
+            ms = (time.perf_counter() - started) * 1000
+            self.recorder.request("WS connect", ms, 0, self.now(), repr(exc))
+            return False
+        self.sockets[d.index] = ws
+        reader = asyncio.ensure_future(self._offers(d, ws))
+        self._tasks.add(reader)
+        reader.add_done_callback(self._tasks.discard)
+        return True
+
+    async def _reopen(self, d: Driver) -> None:
+        try:
+            if await self._open_stream(d):
+                self.streams_reopened += 1
+            else:  # try again a little later
+                d.reopen_at_s = self.now() + 30.0 * d.rng.uniform(0.5, 1.5)
+        finally:
+            d.reopening = False
+
     async def _go_online(self, d: Driver) -> None:
         try:
-            if d.index not in self.sockets:
-                started = time.perf_counter()
-                try:
-                    ws = await self.client.socket(DRIVER_STREAM.format(d.driver_id), d.token)
-                except (OSError, TimeoutError, InvalidHandshake, InvalidMessage) as exc:
-                    # The service did not take the connection: try again a little later.
-                    ms = (time.perf_counter() - started) * 1000
-                    self.recorder.request("WS connect", ms, 0, self.now(), repr(exc))
-                    d.joins_s = max(d.joins_s, self.now() + 30.0 * d.rng.uniform(0.5, 1.5))
-                    return
-                self.sockets[d.index] = ws
-                reader = asyncio.ensure_future(self._offers(d, ws))
-                self._tasks.add(reader)
-                reader.add_done_callback(self._tasks.discard)
+            if d.index not in self.sockets and not await self._open_stream(d):
+                # The service did not take the connection: try again a little later.
+                d.joins_s = max(d.joins_s, self.now() + 30.0 * d.rng.uniform(0.5, 1.5))
+                return
             lat, lon = d.position(self.graph, self.now())
             moved = await self.client.call(
                 "PUT",
@@ -411,7 +435,17 @@ class Simulation:
             d.busy = False
 
     async def _offers(self, d: Driver, ws: ClientConnection) -> None:
-        with contextlib.suppress(ConnectionClosed, asyncio.CancelledError):
+        try:
+            await self._read_offers(d, ws)
+        except asyncio.CancelledError:
+            return  # the run is over
+        # The service ended the stream: forget it, so that the driver opens a new one.
+        if self.sockets.get(d.index) is ws:
+            del self.sockets[d.index]
+            self.streams_dropped += 1
+
+    async def _read_offers(self, d: Driver, ws: ClientConnection) -> None:
+        with contextlib.suppress(ConnectionClosed):
             async for raw in ws:
                 message = json.loads(raw)
                 if message.get("type") != "offer":
@@ -655,6 +689,8 @@ class Simulation:
             "unserved_requests": self.unserved,
             "skipped_location_reports": self.skipped_reports,
             "lost_drivers": self.lost_drivers,
+            "streams_dropped": self.streams_dropped,
+            "streams_reopened": self.streams_reopened,
             "drivers": {"positions": positions, "busy_share_by_bucket": busy_share},
             "surge": surge,
             "summary": {},

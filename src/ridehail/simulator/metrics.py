@@ -158,6 +158,16 @@ class Recorder:
         }
 
 
+#: A run's counters that the parts of one fleet add up to.
+_SUMMED = (
+    "unserved_requests",
+    "skipped_location_reports",
+    "lost_drivers",
+    "streams_dropped",
+    "streams_reopened",
+)
+
+
 def merge_parts(parts: list[dict[str, Any]]) -> dict[str, Any]:
     """One run out of the parts that several simulator processes ran of one fleet (same
     seed, ``--part K/N``): rides, counts, levels, latencies and errors added up."""
@@ -169,7 +179,7 @@ def merge_parts(parts: list[dict[str, Any]]) -> dict[str, Any]:
         "config": {**first["config"], "part": None, "parts": len(parts)},
         "wall_s": max(p.get("wall_s", 0.0) for p in parts),
         "rides": [r for p in parts for r in p.get("rides", [])],
-        "unserved_requests": sum(p.get("unserved_requests", 0) for p in parts),
+        **{key: sum(p.get(key, 0) for p in parts) for key in _SUMMED},
         "summary": {},
     }
     timeline: dict[float, dict[str, float]] = {}
