@@ -349,11 +349,13 @@ def _city_findings(
     offers = (last_db or {}).get("offers") or 0
     if offers and run.get("matched", 0) < run.get("requests", 0) / 2:
         found.append(
-            f"Matching broke: {num(offers)} offers were made but {num(run.get('matched'))} "
-            f"rides matched. Drivers' answers took too long through the loaded API "
-            f"(`:accept` p99 {msec(p99.get(accept))}) for an offer that stands 15 s "
-            f"(`RIDEHAIL_DISPATCH_OFFER_TTL_S`): {num(conflicts)} accepts were answered 409, "
-            f"the offer gone by then."
+            f"Matching broke: {num(offers)} offers were made and {num(run.get('matched'))} "
+            f"rides matched by the simulator's record. {num(conflicts)} accepts were "
+            f"answered 409 (the offer no longer open; one stands 15 s, "
+            f"`RIDEHAIL_DISPATCH_OFFER_TTL_S`), `:accept` p99 {msec(p99.get(accept))}, "
+            f"`POST /rides` p99 {msec(p99.get('POST /api/v1/rides'))}: the chain offer "
+            f"pushed -> driver's answer -> accepted did not complete under this load. Which "
+            f"link failed first is not measured here (offer push delay is not recorded)."
         )
     lost = (by_endpoint.get("WS location frame") or {}).get("network", 0)
     counted = max((sum((x.get("fixes") or {}).values()) for x in samples), default=0)
