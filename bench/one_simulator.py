@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import common
-from bench.city_sim import summary_of
+from bench.city_sim import cpu_s, summary_of, tree
 
 DRIVERS = int(os.environ.get("BENCH_ONE_SIM_DRIVERS", "5000"))
 MINUTES = float(os.environ.get("BENCH_ONE_SIM_MINUTES", "3"))
@@ -40,21 +40,6 @@ def _stat(pid: int) -> tuple[float, int] | None:
         return None
     hwm = next((int(x.split()[1]) for x in status.splitlines() if x.startswith("VmHWM:")), 0)
     return (int(fields[11]) + int(fields[12])) / CLK_TCK, hwm
-
-
-def _children(pid: int) -> list[int]:
-    found: list[int] = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            found += [int(x) for x in (task / "children").read_text().split()]
-        except FileNotFoundError:
-            continue
-    return found
-
-
-def _tree_cpu(pid: int) -> float:
-    own = _stat(pid)
-    return (own[0] if own else 0.0) + sum(_tree_cpu(c) for c in _children(pid))
 
 
 def _expected_frames(run: dict[str, Any]) -> float:
@@ -92,7 +77,7 @@ def run() -> dict[str, Any]:
             seen = _stat(sim.pid)
             if seen is not None:
                 own_cpu, peak_kib = seen[0], max(peak_kib, seen[1])
-            server_cpu = max(server_cpu, sum(_tree_cpu(c) for c in _children(sim.pid)))
+            server_cpu = max(server_cpu, cpu_s(tree(sim.pid)[1:]))  # the server's tree
             if time.monotonic() - start > cap_s:
                 sim.terminate()
                 sim.wait(timeout=60)
