@@ -173,7 +173,8 @@ def wrk(
     script_args: list[str] | None = None,
     connections: int = CONNECTIONS,
 ) -> dict[str, Any]:
-    """One wrk run of ``script`` (given the target's drivers file, then ``script_args``)."""
+    """One wrk run of ``script`` (given the target's drivers file, then ``script_args``:
+    by default the number of threads, which put_location.lua splits the drivers by)."""
     assert target.drivers_file is not None
     assert target.proc is not None
     cmd = [
@@ -189,7 +190,7 @@ def wrk(
         target.url,
         "--",
         str(target.drivers_file),
-        *(script_args or []),
+        *(script_args if script_args is not None else [str(THREADS)]),
     ]
     cpu_before = cpu_seconds(target.proc.pid)
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration_s + 60, check=True)

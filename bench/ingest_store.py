@@ -9,7 +9,8 @@ workers take in turn:
     one transaction per batch through asyncpg executemany, 8 connections;
 (b) RedisLocationStore.record_many per batch (a script call per 500 fixes: the rules, the
     state, the region GEO and ``seen`` sets, and a PUBLISH per new live position, as
-    production configures it), 8 asyncio tasks on one redis-py client; and the same store
+    production configures it: its script calls on a connection of its own, pipelined), 8
+    asyncio tasks; and the same store
     not announcing (what a consumer that publishes nothing would run);
 (c) baselines: raw GEOADD of the same points, one pipeline per batch, 8 asyncio tasks on the
     same redis-py client; and the server's own ceiling, the same 200,000 GEOADD commands
@@ -181,6 +182,7 @@ async def run() -> dict[str, Any]:
     prefix = common.new_prefix()
     async with common.pg_database() as database, common.redis_client(prefix) as client:
         conns = [await asyncpg.connect(common.pg_dsn(database)) for _ in range(WORKERS)]
+        stores: list[RedisLocationStore] = []
         try:
             await conns[0].execute(CREATE)
             newest = max(f.recorded_at for f in fixes).timestamp()
@@ -190,6 +192,7 @@ async def run() -> dict[str, Any]:
                 stale_after_s=STALE_AFTER_S,
                 announce_prefix=f"{prefix}rt:",
                 clock=lambda: newest,
+                ingest_lane=True,
             )
             # Positions are announced only for followed drivers (a rider or an admin watches):
             # FOLLOWED_SHARE of them as deployed at a busy hour, and every one as the worst case.
@@ -201,7 +204,9 @@ async def run() -> dict[str, Any]:
                 stale_after_s=STALE_AFTER_S,
                 announce_prefix=f"{prefix}rt:",
                 clock=lambda: newest,
+                ingest_lane=True,
             )
+            stores += [store, loud_store]
 
             async def follow() -> None:
                 for driver_id in everyone[: round(len(everyone) * FOLLOWED_SHARE)]:
@@ -211,8 +216,13 @@ async def run() -> dict[str, Any]:
 
             quiet_prefix = f"{prefix}quiet:"
             quiet_store = RedisLocationStore(
-                client, key_prefix=quiet_prefix, stale_after_s=STALE_AFTER_S, clock=lambda: newest
+                client,
+                key_prefix=quiet_prefix,
+                stale_after_s=STALE_AFTER_S,
+                clock=lambda: newest,
+                ingest_lane=True,
             )
+            stores.append(quiet_store)
             raw_key = f"{prefix}raw:geo"
             cli_key = f"{prefix}cli:geo"
             pipe_file = geoadd_pipe_file(fixes, cli_key, tmp.name)
@@ -292,6 +302,8 @@ async def run() -> dict[str, Any]:
             pg = await common.pg_facts()
             redis = await common.redis_facts(client)
         finally:
+            for made in stores:
+                await made.close()
             for conn in conns:
                 await conn.close()
             tmp.cleanup()

@@ -19,34 +19,16 @@ local function now_ms()
   return tonumber(ts.tv_sec) * 1000 + tonumber(ts.tv_nsec) / 1e6
 end
 
--- setup(), response() and done() (the WRKJSON line) come from wrk_report.lua beside this file.
-dofile((debug.getinfo(1, "S").source:match("^@(.*/)") or "./") .. "wrk_report.lua")
+-- setup(), response() and done() (the WRKJSON line) come from wrk_report.lua beside this
+-- file, load_drivers() and drive() from wrk_drivers.lua.
+local here = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
+dofile(here .. "wrk_report.lua")
+dofile(here .. "wrk_drivers.lua")
 
 function init(args)
   local rate = tonumber(args[2])
   local nthreads = tonumber(args[3])
-  local me = (thread_no or 1) - 1
-  drivers = {}
-  local n = 0
-  for line in io.lines(args[1]) do
-    local id, token = line:match("^(%S+)%s+(%S+)$")
-    if id then
-      if n % nthreads == me then
-        table.insert(drivers, {
-          path = "/api/v1/drivers/" .. id .. "/location",
-          auth = "Bearer " .. token,
-          lat = 0, lon = 0, heading = 0,
-        })
-      end
-      n = n + 1
-    end
-  end
-  math.randomseed(4242 + me)
-  for _, d in ipairs(drivers) do
-    d.lat = 60.17 + (math.random() - 0.5) * 0.2
-    d.lon = 24.94 + (math.random() - 0.5) * 0.6
-    d.heading = math.random() * 2 * math.pi
-  end
+  drivers = load_drivers(args[1], nthreads, (thread_no or 1) - 1, 4242)
   interval_ms = 1000.0 / (rate / nthreads)
   next_slot = nil
   cursor = 0
@@ -68,11 +50,7 @@ end
 function request()
   cursor = cursor % #drivers + 1
   local d = drivers[cursor]
-  d.heading = d.heading + (math.random() - 0.5) * 0.5
-  d.lat = d.lat + math.cos(d.heading) * 40 / 111320
-  d.lon = d.lon + math.sin(d.heading) * 40 / 55450
-  if d.lat < 60.06 or d.lat > 60.28 then d.heading = d.heading + math.pi end
-  if d.lon < 24.60 or d.lon > 25.28 then d.heading = d.heading + math.pi end
+  drive(d, 40)
   local body = string.format('{"latitude":%.6f,"longitude":%.6f,"accuracy_m":8}', d.lat, d.lon)
   return wrk.format("PUT", d.path, {
     ["Authorization"] = d.auth,

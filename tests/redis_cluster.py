@@ -1,5 +1,6 @@
-"""A throwaway Redis Cluster for tests: three masters, no replicas, on free loopback ports,
-started from the ``redis-server`` binary in a temporary directory and torn down afterwards.
+"""Throwaway Redis servers for tests: a Redis Cluster of three masters (no replicas), and a
+standalone server with a password; started from the ``redis-server`` binary in a temporary
+directory, on free loopback ports, and torn down afterwards.
 
 Nothing is persisted (no RDB, no AOF); each node's cluster config file lives in the given
 directory, so several clusters (or test sessions) never share state.
@@ -97,30 +98,14 @@ def running_cluster(directory: Path, masters: int = 3) -> Iterator[Cluster]:
             node_dir = directory / str(port)
             node_dir.mkdir(parents=True, exist_ok=True)
             processes.append(
-                subprocess.Popen(
-                    [
-                        server,
-                        "--port",
-                        str(port),
-                        "--bind",
-                        "127.0.0.1",
-                        "--cluster-enabled",
-                        "yes",
-                        "--cluster-config-file",
-                        str(directory / f"nodes-{port}.conf"),
-                        "--dir",
-                        str(node_dir),
-                        "--save",
-                        "",
-                        "--appendonly",
-                        "no",
-                        "--daemonize",
-                        "no",
-                        "--logfile",
-                        str(node_dir / "redis.log"),
-                    ],
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
+                _server(
+                    server,
+                    port,
+                    node_dir,
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    str(directory / f"nodes-{port}.conf"),
                 )
             )
         for port in ports:
@@ -151,3 +136,86 @@ def running_cluster(directory: Path, masters: int = 3) -> Iterator[Cluster]:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(timeout=10)
+
+
+def _server(binary: str, port: int, directory: Path, *options: str) -> subprocess.Popen[bytes]:
+    """``redis-server`` on ``port`` (loopback), working in ``directory``, persisting nothing."""
+    return subprocess.Popen(
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            *options,
+            "--dir",
+            str(directory),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--daemonize",
+            "no",
+            "--logfile",
+            str(directory / "redis.log"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+@dataclass
+class Standalone:
+    """One throwaway ``redis-server`` (see :func:`running_server`); ``restart`` kills it
+    (SIGKILL, as a crash) and starts it again on the same port and socket."""
+
+    port: int
+    socket: Path
+    password: str
+    start: Callable[[], subprocess.Popen[bytes]]
+    process: subprocess.Popen[bytes]
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.wait(timeout=10)
+
+    def restart(self) -> None:
+        self.kill()
+        self.process = self.start()
+
+
+@contextlib.contextmanager
+def running_server(directory: Path, password: str) -> Iterator[Standalone]:
+    """A standalone Redis on a free loopback port and a Unix socket in ``directory``,
+    requiring ``password``; nothing persisted; stopped on the way out."""
+    server = _need("redis-server")
+    _need("redis-cli")
+    port = free_ports(1)[0]
+    socket_path = directory / "redis.sock"
+
+    def start() -> subprocess.Popen[bytes]:
+        process = _server(
+            server,
+            port,
+            directory,
+            "--unixsocket",
+            str(socket_path),
+            "--requirepass",
+            password,
+        )
+        _wait(
+            f"server {port} answering",
+            lambda: "PONG" in _cli("-a", password, "--no-auth-warning", "PING", port=port),
+        )
+        return process
+
+    started = Standalone(port, socket_path, password, start, start())
+    try:
+        yield started
+    finally:
+        started.process.terminate()
+        try:
+            started.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            started.process.kill()
+            started.process.wait(timeout=10)

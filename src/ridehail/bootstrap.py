@@ -184,6 +184,8 @@ def _adapters(
         # The store publishes each new live position inside its write, on the channels
         # RedisPubSub subscribes to (it prefixes them with "<key prefix>rt:").
         announce_prefix=f"{prefix}rt:",
+        # Ingest calls skip the client's per-command machinery (see redis_lane.py).
+        ingest_lane=True,
     )
     return (
         # Location reports in flight together share one script call (see coalesce.py).

@@ -172,10 +172,12 @@ async def test_batch_matching_minimises_total_pickup_time(make_api) -> None:  # 
         a = (await api.request_ride(await api.rider(), PICKUP, DROPOFF))["ride_id"]
         b = (await api.request_ride(await api.rider(), east(2_000), DROPOFF))["ride_id"]
         for rid in (a, b):  # both searches opened (events relayed and handled)
-            for _ in range(200):
+            for _ in range(500):  # up to 10 s: a loaded machine (make test) relays slowly
                 if (await dispatch_log(api, admin, rid))["search"] is not None:
                     break
                 await asyncio.sleep(0.02)
+            else:
+                raise AssertionError(f"the search for ride {rid} was never opened")
         dispatcher = api.app.state.container.dispatcher
         assert await dispatcher.tick() == 2
         assert [o["ride_id"] for o in await api.offers(west)] == [a]

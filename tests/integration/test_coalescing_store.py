@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -12,7 +12,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from ridehail.kernel.geo import offset
-from ridehail.locations.coalesce import CoalescingStore
+from ridehail.locations.coalesce import CoalescingStore, Submits
 from ridehail.locations.memory import InMemoryLocationStore
 from ridehail.locations.ports import DriverLocationStore, LocationFix, Recorded
 from ridehail.locations.redis_store import RedisLocationStore
@@ -39,13 +39,34 @@ class Counting:
             raise ConnectionError("store unreachable")
         return await self.inner.record_many(fixes)
 
+    def submit_many(
+        self, fixes: Sequence[LocationFix], done: Callable[[list[Recorded] | Exception], None]
+    ) -> bool:
+        """Counted too when the inner store sends batches itself (a Redis store with its
+        ingest lane); refused, so that record_many is used, when it cannot or when the
+        next batch is to fail."""
+        if self.fail_next or not isinstance(self.inner, Submits):
+            return False
+        if not self.inner.submit_many(fixes, done):
+            return False
+        self.batches.append(len(fixes))
+        return True
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+@pytest.fixture(
+    params=[
+        "memory",
+        pytest.param("redis", marks=pytest.mark.redis),
+        pytest.param("redis-lane", marks=pytest.mark.redis),
+    ]
+)
 def kind(request: pytest.FixtureRequest) -> tuple[str, str, str]:
-    """Resolved synchronously: async fixtures cannot request fixtures from a running loop."""
+    """Resolved synchronously: async fixtures cannot request fixtures from a running loop.
+    "redis-lane" is the Redis store as production wires it: its ingest lane submits
+    batches without waiting, several on the wire at once."""
     if request.param == "memory":
         return ("memory", "", "")
     return (
@@ -60,17 +81,26 @@ async def make_store(kind: tuple[str, str, str]) -> AsyncIterator[Any]:
     """A factory of fresh, independent stores of the parametrized kind."""
     name, url, prefix = kind
     clients: list[aioredis.Redis] = []
+    stores: list[RedisLocationStore] = []
 
     def factory() -> DriverLocationStore:
         if name == "memory":
             return InMemoryLocationStore(max_speed_mps=MAX_SPEED_MPS)
         client = aioredis.from_url(url)
         clients.append(client)
-        return RedisLocationStore(
-            client, key_prefix=f"{prefix}{len(clients)}:", max_speed_mps=MAX_SPEED_MPS
+        stores.append(
+            RedisLocationStore(
+                client,
+                key_prefix=f"{prefix}{len(clients)}:",
+                max_speed_mps=MAX_SPEED_MPS,
+                ingest_lane=name == "redis-lane",
+            )
         )
+        return stores[-1]
 
     yield factory
+    for store in stores:
+        await store.close()
     for client in clients:
         await client.aclose()
 
@@ -138,7 +168,7 @@ async def test_a_failed_batch_fails_each_caller_and_the_next_batch_works(
 async def test_going_offline_waits_for_the_reports_already_accepted(make_store: Any) -> None:
     store = CoalescingStore(Counting(make_store()))
     fix = one_each(1)[0]
-    report = asyncio.create_task(store.record(fix))
+    report = asyncio.ensure_future(store.record(fix))
     await asyncio.sleep(0)  # accepted, not yet written
     await store.forget(fix.driver_id)
     assert await report is Recorded.LIVE
@@ -156,7 +186,7 @@ async def test_going_offline_waits_for_the_reports_already_accepted(make_store: 
 async def test_a_cancelled_caller_does_not_disturb_the_others(make_store: Any) -> None:
     store = CoalescingStore(Counting(make_store()))
     fixes = one_each(30)
-    tasks = [asyncio.create_task(store.record(f)) for f in fixes]
+    tasks = [asyncio.ensure_future(store.record(f)) for f in fixes]
     await asyncio.sleep(0)
     tasks[3].cancel()
     done = await asyncio.gather(*tasks, return_exceptions=True)
@@ -164,3 +194,75 @@ async def test_a_cancelled_caller_does_not_disturb_the_others(make_store: Any) -
     assert [d for i, d in enumerate(done) if i != 3] == [Recorded.LIVE] * 29
     # The cancelled caller's fix had been accepted: it was still written.
     assert await store.current(fixes[3].driver_id) is not None
+
+
+class OnTheWire(RedisLocationStore):
+    """The Redis store, counting the batches submitted and not yet answered."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.on_wire = 0
+        self.most_on_wire = 0
+        self.submitted = 0
+
+    def submit_many(
+        self, fixes: Sequence[LocationFix], done: Callable[[list[Recorded] | Exception], None]
+    ) -> bool:
+        def answered(outcome: list[Recorded] | Exception) -> None:
+            self.on_wire -= 1
+            done(outcome)
+
+        if not super().submit_many(fixes, answered):
+            return False
+        self.submitted += 1
+        self.on_wire += 1
+        self.most_on_wire = max(self.most_on_wire, self.on_wire)
+        return True
+
+
+@pytest.mark.redis
+async def test_batches_on_the_wire_together_are_applied_in_the_order_accepted(
+    redis_url: str, redis_prefix: str
+) -> None:
+    """Production's wiring: several batches sent before the first is answered, and yet
+    every driver's fixes land in the order they were reported (a batch overtaking an
+    earlier one would make that one's fixes OLDER), positions announced as in production."""
+    client = aioredis.from_url(redis_url)
+    inner = OnTheWire(
+        client,
+        key_prefix=redis_prefix,
+        max_speed_mps=MAX_SPEED_MPS,
+        announce_prefix=f"{redis_prefix}rt:",
+        ingest_lane=True,
+    )
+    store = CoalescingStore(inner)
+    try:
+        drivers, steps = 50, 60
+        start = datetime.now(UTC)
+        # The first write connects the lane (and reads who is followed): it waits.
+        assert await store.record(LocationFix("primer", *CENTRE, start)) is Recorded.LIVE
+        futures = []
+        for step in range(steps):
+            for n in range(drivers):
+                lat, lon = offset(*CENTRE, north_m=10.0 * step, east_m=100.0 * n)
+                futures.append(
+                    store.record(LocationFix(f"drv_{n}", lat, lon, start + timedelta(seconds=step)))
+                )
+            await asyncio.sleep(0)  # a turn of the loop: this step's batch goes out
+        outcomes = await asyncio.gather(*futures)
+        assert outcomes == [Recorded.LIVE] * (drivers * steps)
+        assert inner.submitted >= 3  # batches went the submitting way
+        assert inner.most_on_wire >= 2  # and were on the wire together
+        for n in range(drivers):
+            current = await store.current(f"drv_{n}")
+            assert current is not None
+            assert current.recorded_at == start + timedelta(seconds=steps - 1)
+        # Going offline right behind reports still on the wire: they are applied first.
+        onward = offset(*CENTRE, north_m=10.0 * steps, east_m=0.0)
+        last = [store.record(LocationFix("drv_0", *onward, start + timedelta(seconds=steps)))]
+        await store.forget("drv_0")
+        assert await asyncio.gather(*last) == [Recorded.LIVE]
+        assert await store.current("drv_0") is None
+    finally:
+        await store.close()
+        await client.aclose()

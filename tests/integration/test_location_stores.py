@@ -133,7 +133,8 @@ async def store(backend: Backend) -> AsyncIterator[DriverLocationStore]:
         await memory.close()
         return
     client = aioredis.from_url(backend.redis_url)  # default options: bytes replies
-    redis_store = redis_store_at_now(client, backend.prefix)
+    # Writes through the ingest lane, as production wires the store.
+    redis_store = redis_store_at_now(client, backend.prefix, ingest_lane=True)
     yield redis_store
     await redis_store.close()
     await client.aclose()

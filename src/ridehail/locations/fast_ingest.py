@@ -93,19 +93,44 @@ class LocationIngest:
         if authorization is None or not _is_json(content_type) or declared > self.max_body_bytes:
             await fallback(scope, receive, send)
             return
-        body, complete = await _read_body(receive, self.max_body_bytes)
+        message = await receive()
+        if message["type"] == "http.request" and not message.get("more_body", False):
+            body: bytes = message.get("body", b"")  # all of it at once: what apps send
+            complete = True
+        else:
+            body, complete = await _read_body(message, receive, self.max_body_bytes)
         runtime = self.runtime
         now = utcnow()
         fix = (
-            _accept(runtime, driver_id, authorization, body, now)
-            if complete and runtime is not None
+            _parse(body, driver_id, now)
+            if complete
+            and len(body) <= self.max_body_bytes
+            and runtime is not None
+            and _may_move(runtime, driver_id, authorization)
             else None
         )
         if runtime is None or fix is None:
             await fallback(scope, _replay(body, complete, receive), send)
             return
+        # Inline rather than in helpers: each coroutine between here and the store's future
+        # is one more frame to suspend and resume per request.
         try:
-            status = await _ingest(scope, send, runtime, fix, now)
+            try:
+                await service.ingest(
+                    runtime.locations,
+                    fix,
+                    feed=runtime.pubsub,
+                    now=now,
+                    max_accuracy_m=runtime.settings.location_max_accuracy_m,
+                )
+            except DomainError as exc:
+                response = domain_problem(exc)
+                await response(scope, _no_body, send)
+                status = response.status_code
+            else:
+                await send(_NO_CONTENT)
+                await send(_EMPTY_BODY)
+                status = 204
         except Exception:
             log.exception("unhandled_error", path=ROUTE_PATH)
             status = 500
@@ -113,13 +138,6 @@ class LocationIngest:
                 scope, _no_body, send
             )
         self.metrics.observe("PUT", ROUTE_PATH, status, time.perf_counter() - start)
-
-
-def _accept(
-    runtime: Runtime, driver_id: str, authorization: bytes, body: bytes, now: datetime
-) -> LocationFix | None:
-    """The fix if the route would accept the request; None to let the route answer."""
-    return _parse(body, driver_id, now) if _may_move(runtime, driver_id, authorization) else None
 
 
 def _may_move(runtime: Runtime, driver_id: str, authorization: bytes) -> bool:
@@ -148,34 +166,14 @@ def _parse(body: bytes, driver_id: str, now: datetime) -> LocationFix | None:
         return None
 
 
-async def _ingest(
-    scope: Scope, send: Send, runtime: Runtime, fix: LocationFix, now: datetime
-) -> int:
-    """Store the fix and answer; the status sent."""
-    try:
-        await service.ingest(
-            runtime.locations,
-            fix,
-            feed=runtime.pubsub,
-            now=now,
-            max_accuracy_m=runtime.settings.location_max_accuracy_m,
-        )
-    except DomainError as exc:
-        response = domain_problem(exc)
-        await response(scope, _no_body, send)
-        return response.status_code
-    await send(_NO_CONTENT)
-    await send(_EMPTY_BODY)
-    return 204
-
-
-async def _read_body(receive: Receive, limit: int) -> tuple[bytes, bool]:
-    """The body, and whether it is all there: False if the client went away or the body
-    grew past ``limit`` (the rest is left unread for the application to refuse)."""
+async def _read_body(first: Message, receive: Receive, limit: int) -> tuple[bytes, bool]:
+    """The body that begins with ``first``, and whether it is all there: False if the
+    client went away or the body grew past ``limit`` (the rest is left unread for the
+    application to refuse)."""
     chunks: list[bytes] = []
     size = 0
+    message = first
     while True:
-        message = await receive()
         if message["type"] != "http.request":
             return b"".join(chunks), False
         chunk = message.get("body", b"")
@@ -185,6 +183,7 @@ async def _read_body(receive: Receive, limit: int) -> tuple[bytes, bool]:
             return b"".join(chunks), True
         if size > limit:
             return b"".join(chunks), False
+        message = await receive()
 
 
 def _replay(body: bytes, complete: bool, receive: Receive) -> Receive:

@@ -8,7 +8,7 @@ the behavioural tests run unchanged against either.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -98,10 +98,13 @@ class DriverLocationStore(Protocol):
 
     announces_positions: bool
 
-    async def record(self, fix: LocationFix) -> Recorded:
+    def record(self, fix: LocationFix) -> Awaitable[Recorded]:
         """Trace ``fix`` (when a trace is open) and make it the live position, unless a
         newer-or-equal one is stored (OLDER) or reaching it from the live one would take a
-        speed over the store's ``max_speed_mps`` (IMPLAUSIBLE)."""
+        speed over the store's ``max_speed_mps`` (IMPLAUSIBLE).
+
+        Awaitable rather than a coroutine so that a store may hand back a future it
+        settles later (:class:`~ridehail.locations.coalesce.CoalescingStore` does)."""
         ...
 
     async def record_many(self, fixes: Sequence[LocationFix]) -> list[Recorded]:

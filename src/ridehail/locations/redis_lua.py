@@ -86,8 +86,8 @@ INGEST_FIELDS: Final = 9
 #: Each fix: driver id, recorded µs, latitude, longitude, region hex ("" = not searchable),
 #: its record, its JSON message for followers ("" when nobody follows), its GEO score (the
 #: 52-bit geohash GEOADD would compute: ZADD with it skips GEOADD's parsing and encoding,
-#: about a quarter of the cost of filing a member) and its ``seen`` score (epoch ms). Both
-#: scores come as text: Redis would format a Lua number with printf.
+#: about a quarter of the cost of filing a member) and its ``seen`` score (whole epoch ms).
+#: Both scores come as text: Redis would format a Lua number with printf.
 #:
 #: Each state is first replaced by what the driver's last fix in the batch would make it,
 #: reading the old one in the same command (SET ... GET: one key lookup where GET and SET

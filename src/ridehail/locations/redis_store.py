@@ -56,6 +56,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any, Final
 
 import h3.api.basic_int as h3
@@ -78,6 +79,7 @@ from ridehail.locations.ports import (
     position_message,
 )
 from ridehail.locations.records import from_us, to_us
+from ridehail.locations.redis_lane import ScriptLane
 
 #: Redis GEO refuses latitudes beyond this (the Web Mercator limit).
 GEO_MAX_LATITUDE: Final = 85.05112878
@@ -127,6 +129,8 @@ _STATE_REGION: Final = _RECORD.size + 1
 #: msgpack's header of a 48-byte str: Redis 7.0's cmsgpack knows no bin type, and a str
 #: carries any bytes.
 _RECORD_HEADER: Final = bytes((0xD9, _RECORD.size))
+#: The header and the record in one ``pack`` (the record's own format after the header).
+_RECORD_STR: Final = struct.Struct("<BB" + _RECORD.format.lstrip("<"))
 _NAN: Final = math.nan
 
 _CODES: Final = {
@@ -163,7 +167,8 @@ def _spread(bits: int) -> int:
     return bits
 
 
-_SPREAD: Final = tuple(_spread(bits) for bits in range(1024))
+#: ``_spread`` of every 13-bit number: a 26-bit coordinate is two lookups.
+_SPREAD: Final = tuple(_spread(bits) for bits in range(8192))
 _GEO_LAT_SPAN: Final = GEO_MAX_LATITUDE - -GEO_MAX_LATITUDE
 
 
@@ -177,8 +182,8 @@ def geo_score(latitude: float, longitude: float) -> int:
     y = min(int((latitude - -GEO_MAX_LATITUDE) / _GEO_LAT_SPAN * 67108864.0), 67108863)
     x = min(int((longitude - -180.0) / 360.0 * 67108864.0), 67108863)
     spread = _SPREAD
-    lat_bits = spread[y & 1023] | spread[(y >> 10) & 1023] << 20 | spread[y >> 20] << 40
-    lon_bits = spread[x & 1023] | spread[(x >> 10) & 1023] << 20 | spread[x >> 20] << 40
+    lat_bits = spread[y & 8191] | spread[y >> 13] << 26
+    lon_bits = spread[x & 8191] | spread[x >> 13] << 26
     return lat_bits | lon_bits << 1
 
 
@@ -203,6 +208,26 @@ def position_json(fix: LocationFix, lat_text: str, lon_text: str) -> str:
         + fix.recorded_at.isoformat()
         + '"}'
     )
+
+
+def _outcomes(reply: bytes | str, count: int) -> list[Recorded]:
+    codes = _bytes(reply)
+    if len(codes) != count:
+        raise RuntimeError(f"ingest script answered {len(codes)} outcomes for {count}")
+    return [_CODES[code] for code in codes]
+
+
+def _deliver(done: Callable[[list[Recorded] | Exception], None], count: int, reply: Any) -> None:
+    """Tell ``done`` the outcomes in the ingest script's ``reply``, or its error."""
+    if isinstance(reply, Exception):
+        done(reply)
+        return
+    try:
+        outcomes = _outcomes(reply, count)
+    except RuntimeError as exc:
+        done(exc)
+        return
+    done(outcomes)
 
 
 def _text(value: bytes | str) -> str:
@@ -237,12 +262,16 @@ class RedisLocationStore:
         driver_ttl_s: float = DRIVER_TTL_S,
         announce_prefix: str | None = None,
         clock: Callable[[], float] = time.time,
+        ingest_lane: bool = False,
     ) -> None:
         """``announce_prefix`` turns on publishing: each fix that becomes live for a driver
         someone follows (:meth:`follow`) is sent as :func:`position_message` JSON to
         ``announce_prefix + position_channel(driver)`` by the write itself (pass the pub/sub
         adapter's channel prefix). ``clock`` gives
-        the time (epoch seconds) against which positions count as stale."""
+        the time (epoch seconds) against which positions count as stale. ``ingest_lane``
+        sends the ingest script on a connection of the store's own
+        (:class:`~ridehail.locations.redis_lane.ScriptLane`, where the client's connection
+        allows one), which :meth:`close` releases."""
         if "{" in key_prefix or "}" in key_prefix:
             raise ValueError("key_prefix must not contain '{' or '}' (hash tags are ours)")
         if not stale_after_s > 0 or not driver_ttl_s > 0:
@@ -285,6 +314,11 @@ class RedisLocationStore:
         self._driver_forget: AsyncScript = client.register_script(redis_lua.DRIVER_FORGET)
         self._region: AsyncScript = client.register_script(redis_lua.REGION)
         self._cluster_scripts_loaded = False
+        self._lane = (
+            ScriptLane.for_client(client, redis_lua.INGEST)
+            if ingest_lane and not self._cluster
+            else None
+        )
 
     # --- keys -------------------------------------------------------------------------
 
@@ -319,6 +353,9 @@ class RedisLocationStore:
         until = self._clock() + for_s
         self._followed[driver_id] = max(until, self._followed.get(driver_id, 0.0))
         await self._client.zadd(self._followed_key, {driver_id: until * 1000.0}, gt=True)
+
+    def _followed_due(self) -> bool:
+        return self._clock() - self._followed_read_at >= FOLLOWED_REFRESH_S
 
     async def _who_is_followed(self) -> dict[str, float]:
         """The followed drivers (id -> until, epoch s), re-read at most once per
@@ -439,33 +476,57 @@ class RedisLocationStore:
         await self._client.ping()
 
     async def close(self) -> None:
-        """Nothing to release: the client is shared and closed by whoever created it."""
+        """Closes the ingest lane, if any; the client is shared and closed by whoever
+        created it."""
+        if self._lane is not None:
+            await self._lane.close()
 
     # --- one Redis --------------------------------------------------------------------
 
+    def submit_many(
+        self, fixes: Sequence[LocationFix], done: Callable[[list[Recorded] | Exception], None]
+    ) -> bool:
+        """Send ``fixes`` on the ingest lane now; ``done`` is told :meth:`record_many`'s
+        outcomes or the error (see :class:`~ridehail.locations.coalesce.Submits`). False,
+        having sent nothing, when that needs a wait first: no lane or not connected yet, a
+        cluster, more than :data:`CHUNK` fixes, or the followed drivers due to be read."""
+        lane = self._lane
+        if (
+            lane is None
+            or not lane.ready
+            or len(fixes) > CHUNK
+            or (self.announces_positions and self._followed_due())
+        ):
+            return False
+        lane.submit(self._ingest_args(fixes, self._followed), partial(_deliver, done, len(fixes)))
+        return True
+
     async def _ingest_chunk(self, fixes: Sequence[LocationFix]) -> list[Recorded]:
         followed = await self._who_is_followed() if self.announces_positions else {}
-        reply = await self._ingest(
-            args=[
-                self._pack(fixes, followed),
-                len(fixes),
-                self._loc,
-                self._prune_below(lag_s=self._seen_step_us / 1e6),
-                PRUNE_PER_WRITE,
-                self._max_speed,
-                repr(JUMP_SLACK_M),
-                self._state_ttl_ms,
-                self._renew_us,
-                self._region_ttl_ms,
-                self._channel_prefix,
-                self._channel_suffix,
-                self._seen_step_us,
-            ]
-        )
-        codes = _bytes(reply)
-        if len(codes) != len(fixes):
-            raise RuntimeError(f"ingest script answered {len(codes)} outcomes for {len(fixes)}")
-        return [_CODES[code] for code in codes]
+        args = self._ingest_args(fixes, followed)
+        lane = self._lane
+        reply = await (lane.evalsha(args) if lane is not None else self._ingest(args=args))
+        return _outcomes(reply, len(fixes))
+
+    def _ingest_args(
+        self, fixes: Sequence[LocationFix], followed: Mapping[str, float]
+    ) -> list[bytes | str | int]:
+        """ARGV of :data:`~redis_lua.INGEST` for ``fixes``."""
+        return [
+            self._pack(fixes, followed),
+            len(fixes),
+            self._loc,
+            self._prune_below(lag_s=self._seen_step_us / 1e6),
+            PRUNE_PER_WRITE,
+            self._max_speed,
+            repr(JUMP_SLACK_M),
+            self._state_ttl_ms,
+            self._renew_us,
+            self._region_ttl_ms,
+            self._channel_prefix,
+            self._channel_suffix,
+            self._seen_step_us,
+        ]
 
     def _pack(self, fixes: Iterable[LocationFix], followed: Mapping[str, float]) -> bytes:
         """The fixes as one msgpack array, :data:`~redis_lua.INGEST_FIELDS` values each.
@@ -476,7 +537,9 @@ class RedisLocationStore:
         values: list[object] = []
         extend = values.extend
         region_of = self.region_of
-        pack = _RECORD.pack
+        pack = _RECORD_STR.pack
+        raw = msgspec.Raw
+        header, size = _RECORD_HEADER
         now = self._clock()
         for fix in fixes:
             lat = fix.latitude
@@ -486,14 +549,6 @@ class RedisLocationStore:
             speed = fix.speed_mps
             accuracy = fix.accuracy_m
             region = region_of(lat, lon)
-            record = pack(
-                micros,
-                lat,
-                lon,
-                _NAN if heading is None else heading,
-                _NAN if speed is None else speed,
-                _NAN if accuracy is None else accuracy,
-            )
             extend(
                 (
                     fix.driver_id,
@@ -501,12 +556,25 @@ class RedisLocationStore:
                     lat,
                     lon,
                     region,
-                    msgspec.Raw(_RECORD_HEADER + record),
+                    raw(
+                        pack(
+                            header,
+                            size,
+                            micros,
+                            lat,
+                            lon,
+                            _NAN if heading is None else heading,
+                            _NAN if speed is None else speed,
+                            _NAN if accuracy is None else accuracy,
+                        )
+                    ),
                     position_json(fix, repr(lat), repr(lon))
-                    if followed.get(fix.driver_id, 0.0) > now
+                    if followed and followed.get(fix.driver_id, 0.0) > now
                     else "",
                     str(geo_score(lat, lon)) if region else "",
-                    str(micros // 1000) if micros % 1000 == 0 else repr(micros / 1000),
+                    # Whole milliseconds: a seen time only decides pruning, and lags a
+                    # position by up to seen_step anyway; an int prints 4x faster.
+                    str(micros // 1000),
                 )
             )
         return self._encoder.encode(values)
