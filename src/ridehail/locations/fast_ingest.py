@@ -35,7 +35,7 @@ from ridehail.locations import service
 from ridehail.locations.ports import LocationFix
 from ridehail.locations.schemas import LocationIn, LocationReport
 from ridehail.runtime import Runtime
-from ridehail.web.errors import domain_problem, problem
+from ridehail.web.errors import UNREACHABLE, domain_problem, problem, unreachable_problem
 from ridehail.web.middleware import HttpMetrics
 
 log = structlog.get_logger("ridehail.web")
@@ -131,6 +131,9 @@ class LocationIngest:
                 await send(_NO_CONTENT)
                 await send(_EMPTY_BODY)
                 status = 204
+        except UNREACHABLE as exc:  # Redis down: 503, as the route would answer
+            status = 503
+            await unreachable_problem(exc, scope["path"])(scope, _no_body, send)
         except Exception:
             log.exception("unhandled_error", path=ROUTE_PATH)
             status = 500

@@ -8,6 +8,8 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ridehail.kernel import errors
@@ -59,6 +61,23 @@ def problem(
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
+#: A backing service that does not answer (Redis down or restarting): the request may
+#: well succeed in a moment, so it is 503 with Retry-After, not 500. Apps keep the report
+#: and send it again (drivers' apps buffer locations while they cannot send).
+UNREACHABLE: tuple[type[Exception], ...] = (RedisConnectionError, RedisTimeoutError)
+RETRY_AFTER_S = 1
+
+
+def unreachable_problem(exc: Exception, path: str) -> JSONResponse:
+    """The answer when a backing service did not answer (see :data:`UNREACHABLE`)."""
+    log.warning("backend_unreachable", path=path, error=type(exc).__name__, detail=str(exc))
+    return problem(
+        503,
+        "a backing service is unreachable; try again shortly",
+        headers={"Retry-After": str(RETRY_AFTER_S)},
+    )
+
+
 def status_for(exc: errors.DomainError) -> int:
     for cls in type(exc).__mro__:
         if cls in STATUS_BY_ERROR:
@@ -94,6 +113,10 @@ async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
     return problem(exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
 
 
+async def _unreachable(request: Request, exc: Exception) -> JSONResponse:
+    return unreachable_problem(exc, request.url.path)
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled_error", path=request.url.path, error=type(exc).__name__)
     return problem(500, "an unexpected error occurred; it has been logged")
@@ -103,4 +126,6 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(errors.DomainError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    for unreachable in UNREACHABLE:
+        app.add_exception_handler(unreachable, _unreachable)
     app.add_exception_handler(Exception, _unexpected)

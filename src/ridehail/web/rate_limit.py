@@ -5,7 +5,9 @@ client address. Fixed one-minute windows: a counter per caller and minute, in Re
 the process has one (so every API process counts together; the key expires with its
 window), else in this process. Over the limit: 429 problem+json with ``Retry-After`` (the
 seconds to the next window), and the request goes no further. WebSocket upgrades and the
-location fast path (served before this stack) are not counted.
+location fast path (served before this stack) are not counted. While Redis does not
+answer, each process counts alone (a warning once a window says so) rather than refusing
+everything: the request goes on, and a route that needs Redis answers 503 itself.
 """
 
 from __future__ import annotations
@@ -15,10 +17,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import structlog
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ridehail.kernel.errors import AuthenticationFailed
+from ridehail.web.errors import UNREACHABLE
 from ridehail.web.middleware import problem_bytes
+
+log = structlog.get_logger("ridehail.web")
 
 WINDOW_S = 60
 
@@ -44,6 +50,7 @@ class RateLimit:
         self.limit = limit
         self._clock = clock
         self._local = _LocalCounter()
+        self._warned_window = -1
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or self.limit <= 0:
@@ -80,10 +87,16 @@ class RateLimit:
         if runtime.redis is None:
             return self._local.hit(caller, window)
         key = f"{runtime.settings.redis_key_prefix}rl:{caller}:{window}"
-        async with runtime.redis.pipeline(transaction=False) as pipe:
-            pipe.incr(key)
-            pipe.expire(key, WINDOW_S + 5)
-            count, _ = await pipe.execute()
+        try:
+            async with runtime.redis.pipeline(transaction=False) as pipe:
+                pipe.incr(key)
+                pipe.expire(key, WINDOW_S + 5)
+                count, _ = await pipe.execute()
+        except UNREACHABLE as exc:
+            if window != self._warned_window:
+                self._warned_window = window
+                log.warning("rate_limit_counting_locally", error=type(exc).__name__)
+            return self._local.hit(caller, window)
         return int(count)
 
 
