@@ -40,9 +40,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from bench import common
+from ridehail.simulator.server import wait_ready
 
 SEED = int(os.environ.get("BENCH_CITY_SEED", "7"))
 DRIVERS = int(os.environ.get("BENCH_CITY_DRIVERS", "300"))
@@ -352,18 +351,13 @@ def running(processes: list[Proc], env: dict[str, str], url: str) -> Iterator[No
                 p.proc = subprocess.Popen(
                     p.args, env=env, stdout=sink, stderr=subprocess.STDOUT, cwd=common.ROOT
                 )
-        deadline = time.monotonic() + 90
-        while True:
-            for p in processes:
-                assert p.proc is not None
-                if p.proc.poll() is not None:
-                    raise RuntimeError(f"{p.name} exited:\n{p.log.read_text()[-2000:]}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"not ready: {processes[0].log.read_text()[-2000:]}")
-            time.sleep(0.3)
+        started = [p.proc for p in processes if p.proc is not None]
+        wait_ready(
+            url,
+            started,
+            timeout_s=90,
+            explain=lambda: "\n".join(f"{p.name}: {p.log.read_text()[-1000:]}" for p in processes),
+        )
         time.sleep(1.0)  # the workers' first polls
         yield
     finally:

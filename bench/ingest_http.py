@@ -20,7 +20,6 @@ import secrets
 import signal
 import subprocess
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from typing import Any
 import httpx
 
 from bench import common
+from ridehail.simulator import server
 
 DRIVERS = int(os.environ.get("BENCH_HTTP_DRIVERS", "200"))
 THREADS = int(os.environ.get("BENCH_WRK_THREADS", "2"))
@@ -85,18 +85,10 @@ def start(target: Target, logs: Path) -> None:
 
 
 def wait_ready(target: Target, path: str, timeout_s: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        assert target.proc is not None
-        if target.proc.poll() is not None:
-            raise RuntimeError(f"{target.key} exited early:\n{tail(target)}")
-        try:
-            if httpx.get(target.url + path, timeout=1.0).status_code in (200, 204):
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"{target.key} did not become ready:\n{tail(target)}")
+    assert target.proc is not None
+    server.wait_ready(
+        target.url, [target.proc], timeout_s=timeout_s, path=path, explain=lambda: tail(target)
+    )
 
 
 def tail(target: Target, chars: int = 3000) -> str:

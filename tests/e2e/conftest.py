@@ -6,13 +6,12 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
+from ridehail.simulator.server import wait_ready
 from tests import profiles
 from tests.profiles import FAST_SETTINGS
 
@@ -50,18 +49,12 @@ class Processes:
         return proc
 
     def wait_ready(self, base_url: str, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for proc, log in self.procs:
-                if proc.poll() is not None:
-                    raise AssertionError(f"process exited early:\n{log.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{base_url}/readyz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise AssertionError(f"{base_url} did not become ready")
+        wait_ready(
+            base_url,
+            [proc for proc, _ in self.procs],
+            timeout_s=timeout,
+            explain=lambda: "\n".join(log.read_text()[-3000:] for _, log in self.procs),
+        )
 
     def stop_all(self) -> None:
         for proc, _ in self.procs:

@@ -5,7 +5,6 @@ seed), and writes metrics and a self-contained HTML report."""
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import subprocess
 import time
@@ -15,6 +14,7 @@ import httpx
 import pytest
 
 from ridehail.simulator.server import server_env as sim_server_env
+from ridehail.simulator.server import wait_ready
 from tests.e2e.conftest import RIDEHAIL, free_port, server_env
 
 pytestmark = pytest.mark.e2e
@@ -92,14 +92,10 @@ def _serve(env: dict[str, str], port: int, log: Path) -> subprocess.Popen[bytes]
         proc = subprocess.Popen(
             [*RIDEHAIL, "serve", "--port", str(port)], env=env, stdout=sink, stderr=sink
         )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, log.read_text()[-3000:]
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                return proc
-        time.sleep(0.2)
-    raise AssertionError("the server did not become ready")
+    wait_ready(
+        f"http://127.0.0.1:{port}", [proc], timeout_s=60, explain=lambda: log.read_text()[-3000:]
+    )
+    return proc
 
 
 def test_drivers_open_their_streams_again_when_the_server_restarts(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +33,32 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def wait_ready(
+    url: str,
+    processes: Sequence[subprocess.Popen[bytes]],
+    *,
+    timeout_s: float,
+    path: str = "/readyz",
+    explain: Callable[[], str] = str,
+) -> None:
+    """Poll ``url + path`` until it answers 200 or 204. RuntimeError, with ``explain()``
+    (a log's tail, say), if one of ``processes`` exits first or the time runs out. Every
+    harness that starts servers (simulator, benchmarks, end-to-end tests) waits with this."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        for proc in processes:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{proc.args!r} exited ({proc.returncode}): {explain()}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{url}{path}", timeout=1).status_code in (200, 204):
+                return
+        if time.monotonic() > deadline:
+            raise RuntimeError(
+                f"{url}{path} did not become ready in {timeout_s:.0f} s: {explain()}"
+            )
+        time.sleep(0.2)
 
 
 def server_env(
@@ -100,16 +126,7 @@ def embedded_server(
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"ridehail serve exited; see {log}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"ridehail serve did not become ready; see {log}")
-            time.sleep(0.2)
+        wait_ready(url, [proc], timeout_s=timeout_s, explain=lambda: f"see {log}")
         yield Server(url=url, admin_email=ADMIN_EMAIL, admin_password=ADMIN_PASSWORD, log=log)
     finally:
         proc.terminate()
