@@ -1118,9 +1118,13 @@ def render(data: dict[str, Any]) -> str:
         cpu = part.get("cpu_model") or machine.get("cpu")
         return f"on {cpu}" if cpu else "CPU not recorded"
 
+    def code_of(part: dict[str, Any]) -> str:
+        dirty = " + uncommitted changes in src/" if part.get("src_uncommitted_changes") else ""
+        return f"{part.get('commit', '?')}{dirty}"
+
     started = "\n".join(
         f"- `bench.{name}` started {b[name]['started_at']} ({cpu_of(b[name])}, code "
-        f"{b[name].get('commit', '?')}), 1-minute load average "
+        f"{code_of(b[name])}), 1-minute load average "
         f"{b[name]['load_average_at_start']}"
         for name in PARTS
         if name in b
