@@ -9,7 +9,7 @@
 -- {...}) at the end.
 
 -- setup(), response() and done() (the WRKJSON line) come from wrk_report.lua beside this
--- file, load_drivers() and drive() from wrk_drivers.lua.
+-- file, load_drivers(), drive() and location_put() from wrk_drivers.lua.
 local here = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
 dofile(here .. "wrk_report.lua")
 dofile(here .. "wrk_drivers.lua")
@@ -24,8 +24,5 @@ function request()
   local d = drivers[cursor]
   drive(d, 10)
   local body = string.format('{"latitude":%.6f,"longitude":%.6f}', d.lat, d.lon)
-  return wrk.format("PUT", d.path, {
-    ["Authorization"] = d.auth,
-    ["Content-Type"] = "application/json",
-  }, body)
+  return location_put(d, body)
 end

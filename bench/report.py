@@ -1054,10 +1054,12 @@ What profiling the production profile found (by hand on an AMD EPYC 2-vCPU machi
 - **One batch in flight leaves the server idle.** With the next batch held until the last
   was answered, the server process was on the CPU 84 % of the run (`/proc/<pid>/schedstat`,
   hardly any time waiting for a CPU): everything else waited for Redis. Two batches on the
-  wire keep it at 91-95 %. Interleaved A/B, 5 rounds, ratio to bare (median): one batch in
-  flight 0.454, two 0.510, three 0.507. More in flight makes batches smaller, and a batch
-  has a cost of its own (in an in-process harness the app took 18.4 µs per report in
-  batches of 16 and 16.2 µs in batches of 64: about 47 µs per batch), so two it is.
+  wire kept it at 91-92 % in two runs (88 % with py-spy attached). Interleaved A/B, 5
+  rounds, ratio to bare (median): one batch in flight 0.454, two 0.510, three 0.507. More
+  in flight makes batches smaller, and a batch
+  has a cost of its own (in an in-process harness, its own overhead measured against the
+  bare app and subtracted, the app took 18.4 µs per report in batches of 16 and 16.2 µs
+  in batches of 64: about 47 µs per batch), so two it is.
 - **Random points are the cheap path.** The earlier wrk script sent each driver to a random
   point in the city on every report; nearly all were refused as jumps (no GEO write).
   With drivers that drive, Redis spent 9.2 instead of 6.8 µs of CPU per report.

@@ -20,7 +20,7 @@ local function now_ms()
 end
 
 -- setup(), response() and done() (the WRKJSON line) come from wrk_report.lua beside this
--- file, load_drivers() and drive() from wrk_drivers.lua.
+-- file, load_drivers(), drive() and location_put() from wrk_drivers.lua.
 local here = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
 dofile(here .. "wrk_report.lua")
 dofile(here .. "wrk_drivers.lua")
@@ -52,8 +52,5 @@ function request()
   local d = drivers[cursor]
   drive(d, 40)
   local body = string.format('{"latitude":%.6f,"longitude":%.6f,"accuracy_m":8}', d.lat, d.lon)
-  return wrk.format("PUT", d.path, {
-    ["Authorization"] = d.auth,
-    ["Content-Type"] = "application/json",
-  }, body)
+  return location_put(d, body)
 end

@@ -40,3 +40,11 @@ function drive(d, metres)
   if d.lat < 60.06 or d.lat > 60.28 then d.heading = d.heading + math.pi end
   if d.lon < 24.60 or d.lon > 25.28 then d.heading = d.heading + math.pi end
 end
+
+-- The PUT of driver `d`'s location with JSON `body`, its token attached.
+function location_put(d, body)
+  return wrk.format("PUT", d.path, {
+    ["Authorization"] = d.auth,
+    ["Content-Type"] = "application/json",
+  }, body)
+end

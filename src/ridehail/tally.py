@@ -4,7 +4,7 @@ A prometheus_client ``inc()`` takes a lock, and ``Histogram.observe()`` walks th
 bounds in Python under a lock: about 1.4 µs for a counter and a histogram together
 (timeit, this machine). The location PUT, at 10-17 thousand a second, counts three things
 per request; with those counts switched off, one server process under wrk answered 23 %
-more PUTs (15,346 -> 18,901 requests/s, one run each, by hand, session 5). So the hot
+more PUTs (15,346 -> 18,901 requests/s, one run each, by hand, 2026-11-30). So the hot
 paths count here instead
 (:data:`DEFERRED`): a counter child's pending increments in a dict, a histogram child's in a
 list of bucket counts plus a sum, handed to prometheus_client in bulk - every

@@ -16,7 +16,7 @@ import pytest
 import redis
 
 from tests.e2e.conftest import Processes, free_port, server_env
-from tests.redis_cluster import running_server
+from tests.redis_servers import running_server
 
 pytestmark = pytest.mark.e2e
 

@@ -5,7 +5,7 @@ driver step and region steps, and fans searches out over the shards. These tests
 path: a search across regions held by different masters, across the antimeridian, the
 ingest rules, batches (compared with a single Redis), traces, forget, stale expiry and
 announcements. The cluster is started once per session from the ``redis-server`` binary
-(see ``tests/redis_cluster.py``); without the binary the tests fail, they are not skipped.
+(see ``tests/redis_servers.py``); without the binary the tests fail, they are not skipped.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from redis.asyncio.cluster import RedisCluster
 from ridehail.kernel.geo import haversine_m, offset
 from ridehail.locations.ports import LocationFix, Recorded, position_channel, position_message
 from ridehail.locations.redis_store import RedisLocationStore, _RegionOps, geo_score, to_us
-from tests.redis_cluster import Cluster, running_cluster
+from tests.redis_servers import Cluster, running_cluster
 
 pytestmark = pytest.mark.redis
 

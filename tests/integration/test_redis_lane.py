@@ -1,13 +1,14 @@
 """ScriptLane: one connection of its own for a hot script, against real Redis servers.
 
 The shared Redis (tests' default) for what is harmless to others; a throwaway server with a
-password (``tests/redis_cluster.py``) for what is not: ``SCRIPT FLUSH``, a server killed
+password (``tests/redis_servers.py``) for what is not: ``SCRIPT FLUSH``, a server killed
 mid-call, a script that holds Redis busy.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -16,11 +17,17 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import AuthenticationError, ConnectionError, NoScriptError, ResponseError
+from redis.exceptions import (
+    AuthenticationError,
+    ConnectionError,
+    NoScriptError,
+    RedisError,
+    ResponseError,
+)
 from redis.exceptions import TimeoutError as RedisTimeout
 
 from ridehail.locations.redis_lane import ScriptLane
-from tests.redis_cluster import Standalone, running_server
+from tests.redis_servers import Standalone, running_server
 
 pytestmark = pytest.mark.redis
 
@@ -64,6 +71,30 @@ async def shared(redis_url: str) -> AsyncIterator[Callable[[str], ScriptLane]]:
     yield lane_for
     for client, lane in made:
         await lane.close()
+        await client.aclose()
+
+
+Made = tuple[aioredis.Redis, ScriptLane]
+
+
+@pytest.fixture
+async def on_server(server: Standalone) -> AsyncIterator[Callable[..., Made]]:
+    """Clients (``aioredis.from_url(url, **options)``) and their lanes for a script on the
+    throwaway server; closed afterwards, and the server emptied."""
+    made: list[Made] = []
+
+    def lane_for(url: str, script: str, **options: Any) -> Made:
+        client = aioredis.from_url(url, **options)
+        lane = ScriptLane.for_client(client, script)
+        assert lane is not None
+        made.append((client, lane))
+        return client, lane
+
+    yield lane_for
+    for client, lane in made:
+        await lane.close()
+        with contextlib.suppress(RedisError):
+            await client.flushall()
         await client.aclose()
 
 
@@ -135,23 +166,19 @@ async def test_an_error_reply_is_raised_and_the_connection_stays_usable(
 
 
 async def test_password_database_and_client_name_come_from_the_clients_url(
-    server: Standalone,
+    server: Standalone, on_server: Callable[..., Made]
 ) -> None:
-    client = aioredis.from_url(url_of(server, db=3), client_name="ridehail-lane-test")
-    lane = ScriptLane.for_client(client, "return redis.call('SET', ARGV[1], 'here')")
-    assert lane is not None
-    try:
-        await lane.evalsha(["where"])
-        assert await client.get("where") == b"here"  # database 3, the client's
-        names = await client.client_list()
-        assert sum(c["name"] == "ridehail-lane-test" for c in names) >= 2  # lane + client
-        other = aioredis.from_url(url_of(server, db=0))
-        assert await other.exists("where") == 0
-        await other.aclose()
-    finally:
-        await lane.close()
-        await client.flushall()
-        await client.aclose()
+    client, lane = on_server(
+        url_of(server, db=3),
+        "return redis.call('SET', ARGV[1], 'here')",
+        client_name="ridehail-lane-test",
+    )
+    await lane.evalsha(["where"])
+    assert await client.get("where") == b"here"  # database 3, the client's
+    names = await client.client_list()
+    assert sum(c["name"] == "ridehail-lane-test" for c in names) >= 2  # lane + client
+    other, _ = on_server(url_of(server, db=0), APPEND)
+    assert await other.exists("where") == 0
 
 
 async def test_a_wrong_password_is_refused_on_connect(server: Standalone) -> None:
@@ -164,17 +191,12 @@ async def test_a_wrong_password_is_refused_on_connect(server: Standalone) -> Non
     await client.aclose()
 
 
-async def test_a_unix_socket_url_is_spoken_over_the_socket(server: Standalone) -> None:
-    client = aioredis.from_url(f"unix://:{server.password}@{server.socket}?db=2")
-    lane = ScriptLane.for_client(client, APPEND)
-    assert lane is not None
-    try:
-        assert await lane.evalsha(["over-socket", "x"]) == 1
-        assert await client.llen("over-socket") == 1
-    finally:
-        await lane.close()
-        await client.flushall()
-        await client.aclose()
+async def test_a_unix_socket_url_is_spoken_over_the_socket(
+    server: Standalone, on_server: Callable[..., Made]
+) -> None:
+    client, lane = on_server(f"unix://:{server.password}@{server.socket}?db=2", APPEND)
+    assert await lane.evalsha(["over-socket", "x"]) == 1
+    assert await client.llen("over-socket") == 1
 
 
 async def test_clients_it_cannot_speak_for_get_no_lane(server: Standalone) -> None:
@@ -185,31 +207,26 @@ async def test_clients_it_cannot_speak_for_get_no_lane(server: Standalone) -> No
     await tls.aclose()
 
 
-async def test_a_lost_script_is_loaded_again(server: Standalone) -> None:
-    client = aioredis.from_url(url_of(server))
-    lane = ScriptLane.for_client(client, APPEND)
-    assert lane is not None
-    try:
-        assert await lane.evalsha(["flushed", "a"]) == 1
-        await client.script_flush()
-        # Awaited calls load it and send again (nothing ran the first time).
-        assert await lane.evalsha(["flushed", "b"]) == 2
-        await client.script_flush()
-        # Submitted calls cannot be sent again behind the ones after them: this one and
-        # the one behind it fail, the connection is dropped, the next call reconnects.
-        first: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        second: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        lane.submit(["flushed", "c"], first.set_result)
-        lane.submit(["flushed", "d"], second.set_result)
-        assert isinstance(await first, NoScriptError)
-        assert isinstance(await second, ConnectionError)
-        assert not lane.ready
-        assert await lane.evalsha(["flushed", "e"]) == 3
-        assert [v.decode() for v in await client.lrange("flushed", 0, -1)] == ["a", "b", "e"]
-    finally:
-        await lane.close()
-        await client.flushall()
-        await client.aclose()
+async def test_a_lost_script_is_loaded_again(
+    server: Standalone, on_server: Callable[..., Made]
+) -> None:
+    client, lane = on_server(url_of(server), APPEND)
+    assert await lane.evalsha(["flushed", "a"]) == 1
+    await client.script_flush()
+    # Awaited calls load it and send again (nothing ran the first time).
+    assert await lane.evalsha(["flushed", "b"]) == 2
+    await client.script_flush()
+    # Submitted calls cannot be sent again behind the ones after them: this one and
+    # the one behind it fail, the connection is dropped, the next call reconnects.
+    first: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    second: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    lane.submit(["flushed", "c"], first.set_result)
+    lane.submit(["flushed", "d"], second.set_result)
+    assert isinstance(await first, NoScriptError)
+    assert isinstance(await second, ConnectionError)
+    assert not lane.ready
+    assert await lane.evalsha(["flushed", "e"]) == 3
+    assert [v.decode() for v in await client.lrange("flushed", 0, -1)] == ["a", "b", "e"]
 
 
 async def test_a_killed_server_fails_the_calls_in_flight_and_a_new_one_is_reached(

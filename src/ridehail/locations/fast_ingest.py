@@ -4,10 +4,12 @@
 drivers, one report every 3-5 s each). Through FastAPI it costs several times what the work
 itself does: five layers of middleware, dependency resolution, a Request object, a Response
 object. The application hands this one request to :class:`LocationIngest` before any of
-that; it reads the body, validates it with the very same Pydantic model as the documented
-route (``LocationIn``), checks the token with the same verifier, applies the same rule (a
-driver moves only itself), calls the same ``service.ingest``, and counts and times the
-request under the route's template like every other.
+that; it reads the body, decodes it with msgspec into ``LocationReport``, which accepts
+nothing the documented route's Pydantic model (``LocationIn``) refuses (a body carrying
+``recorded_at`` goes through ``LocationIn`` itself), checks the token with the same
+verifier, applies the same rule (a driver moves only itself), calls the same
+``service.ingest``, and counts and times the request under the route's template like every
+other.
 
 Whatever it does not accept - a body over the size limit, an unexpected content type, a
 body the model refuses, a missing or bad token, another driver's id - it hands on untouched

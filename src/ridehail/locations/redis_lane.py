@@ -194,10 +194,6 @@ class ScriptLane:
         return cls(script, **options)
 
     @property
-    def sha(self) -> str:
-        return self._sha
-
-    @property
     def ready(self) -> bool:
         """Whether :meth:`submit` can send at once (the connection is open)."""
         return self._replies is not None and self._replies.open
@@ -221,11 +217,11 @@ class ScriptLane:
                 self._timeout_s, replies.abort, RedisTimeout("Timeout reading from Redis")
             )
             told = partial(_cancel_then, timer, told)
-        replies.expect(_pack(("EVALSHA", self._sha, 0, *args)), told)
+        replies.expect(self._evalsha(args), told)
 
     async def evalsha(self, args: Sequence[Arg]) -> Any:
         """The script's reply for ``args`` (ARGV; the script takes no KEYS)."""
-        packed = _pack(("EVALSHA", self._sha, 0, *args))
+        packed = self._evalsha(args)
         reply = await self._call(packed)
         if isinstance(reply, hiredis.ReplyError) and str(reply).startswith("NOSCRIPT"):
             loaded = await self._call(_pack(("SCRIPT", "LOAD", self._script)))
@@ -233,6 +229,9 @@ class ScriptLane:
             reply = await self._call(packed)
         raise_if_error(reply)
         return reply
+
+    def _evalsha(self, args: Sequence[Arg]) -> bytes:
+        return _pack(("EVALSHA", self._sha, 0, *args))
 
     async def close(self) -> None:
         if self._replies is not None:
