@@ -156,13 +156,16 @@ def notification_sender(settings: Settings, *, db: Database, pubsub: PubSub) -> 
 def _adapters(
     settings: Settings,
 ) -> tuple[DriverLocationStore, EventBus, PubSub, aioredis.Redis | None]:
+    from ridehail.locations.coalesce import CoalescingStore
+
     max_speed_mps = settings.location_max_speed_kmh / 3.6
     if settings.redis_url is None:
         from ridehail.locations.memory import InMemoryLocationStore
 
-        store = InMemoryLocationStore(max_speed_mps=max_speed_mps)
+        # In process the write is cheap, but batching still pays: the reports that arrive
+        # together are answered in one burst (see coalesce.py).
+        store = CoalescingStore(InMemoryLocationStore(max_speed_mps=max_speed_mps))
         return store, InProcessEventBus(), InProcessPubSub(), None
-    from ridehail.locations.coalesce import CoalescingStore
     from ridehail.locations.redis_store import RedisLocationStore
 
     # Bounded and blocking: a burst waits up to redis_pool_timeout_s for a connection
