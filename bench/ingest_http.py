@@ -31,7 +31,16 @@ from ridehail.simulator import server
 
 DRIVERS = int(os.environ.get("BENCH_HTTP_DRIVERS", "200"))
 THREADS = int(os.environ.get("BENCH_WRK_THREADS", "2"))
-CONNECTIONS = int(os.environ.get("BENCH_WRK_CONNECTIONS", "32"))
+#: Every target is loaded at each of these numbers of connections (a closed loop: each
+#: connection always waiting for its reply) and its capacity is the best of them. A server
+#: that answers at once is kept busy by a few; one that waits on a store needs more
+#: requests in flight, or it idles while they wait (at 32 the production server was idle
+#: 8.7 % of the time, 4.4 % at 128; see docs/benchmarks.md). At 512 the bare app left
+#: connections unanswered past wrk's 5 s timeout, so the sweep stops at 128.
+CONNECTION_LEVELS = tuple(
+    int(c) for c in os.environ.get("BENCH_WRK_CONNECTIONS", "32,128").split(",")
+)
+CONNECTIONS = CONNECTION_LEVELS[0]
 DURATION_S = int(os.environ.get("BENCH_WRK_DURATION_S", "10"))
 WARMUP_S = int(os.environ.get("BENCH_WRK_WARMUP_S", "1"))
 LUA = common.ROOT / "bench" / "put_location.lua"
@@ -196,18 +205,38 @@ def wrk(
     return result
 
 
-def summarize(target: Target, runs: list[dict[str, Any]]) -> dict[str, Any]:
+def _capacities(by_level: dict[int, list[dict[str, Any]]]) -> list[float]:
+    """Each round's best requests/s over the connection levels."""
+    per_level = [[r["rps"] for r in runs] for runs in by_level.values()]
+    return [max(round_rps) for round_rps in zip(*per_level, strict=True)]
+
+
+def _spread_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return {
-        "label": target.label,
         "requests_per_s": common.spread([r["rps"] for r in runs], 0),
         "p50_ms": common.spread([r["p50_us"] / 1000 for r in runs], 2),
         "p99_ms": common.spread([r["p99_us"] / 1000 for r in runs], 2),
         "server_cpu_us_per_request": common.spread(
             [r["server_cpu_us_per_request"] for r in runs], 0
         ),
-        "requests": sum(r["requests"] for r in runs),
-        "non_2xx": sum(r["non_2xx"] for r in runs),
-        "socket_errors": sum(r["socket_errors"] + r["timeouts"] for r in runs),
+    }
+
+
+def summarize(target: Target, by_level: dict[int, list[dict[str, Any]]]) -> dict[str, Any]:
+    """Per connection level, and the capacity: each round's best level."""
+    levels = {level: _spread_of(runs) for level, runs in by_level.items()}
+    capacities = _capacities(by_level)
+    best = max(levels, key=lambda level: levels[level]["requests_per_s"]["median"])
+    every = [r for runs in by_level.values() for r in runs]
+    return {
+        "label": target.label,
+        "requests_per_s": common.spread(capacities, 0),
+        "best_connections": best,
+        **{k: v for k, v in levels[best].items() if k != "requests_per_s"},
+        "levels": {str(level): v for level, v in levels.items()},
+        "requests": sum(r["requests"] for r in every),
+        "non_2xx": sum(r["non_2xx"] for r in every),
+        "socket_errors": sum(r["socket_errors"] + r["timeouts"] for r in every),
     }
 
 
@@ -318,22 +347,27 @@ async def run() -> dict[str, Any]:
             targets = build_targets(tmp, database, prefix)
             try:
                 await prepare(targets, tmp)
-                runs: dict[str, list[dict[str, Any]]] = {key: [] for key in targets}
+                # runs[key][level]: one run per round; rounds rotate the order of targets.
+                runs: dict[str, dict[int, list[dict[str, Any]]]] = {
+                    key: {level: [] for level in CONNECTION_LEVELS} for key in targets
+                }
                 order = list(targets)
                 for round_no in range(common.REPEATS):
                     shift = round_no % len(order)
                     for key in order[shift:] + order[:shift]:
                         target = targets[key]
                         wrk(target, WARMUP_S)
-                        result = wrk(target, DURATION_S)
-                        runs[key].append(result)
-                        print(
-                            f"   round {round_no + 1} {key:17s} {result['rps']:8.0f} req/s"
-                            f"  p50 {result['p50_us'] / 1000:6.2f} ms"
-                            f"  p99 {result['p99_us'] / 1000:6.2f} ms"
-                            f"  non-2xx {result['non_2xx']}",
-                            flush=True,
-                        )
+                        for level in CONNECTION_LEVELS:
+                            result = wrk(target, DURATION_S, connections=level)
+                            runs[key][level].append(result)
+                            print(
+                                f"   round {round_no + 1} {key:17s} c={level:<4d}"
+                                f" {result['rps']:8.0f} req/s"
+                                f"  p50 {result['p50_us'] / 1000:6.2f} ms"
+                                f"  p99 {result['p99_us'] / 1000:6.2f} ms"
+                                f"  non-2xx {result['non_2xx']}",
+                                flush=True,
+                            )
                 stored = len(
                     [k async for k in redis.scan_iter(match=f"{prefix}loc:drv:*", count=1000)]
                 )
@@ -345,18 +379,33 @@ async def run() -> dict[str, Any]:
                 for target in targets.values():
                     stop(target)
     results = {key: summarize(targets[key], runs[key]) for key in targets}
-    bare_rps = [r["rps"] for r in runs["bare"]]
     for key in targets:
         if key == "bare":
             continue
-        ratios = [r["rps"] / b for r, b in zip(runs[key], bare_rps, strict=True)]
-        results[key]["ratio_to_bare"] = common.spread(ratios, 3)
+        results[key]["ratio_to_bare"] = common.spread(
+            [
+                capacity / bare
+                for capacity, bare in zip(
+                    _capacities(runs[key]), _capacities(runs["bare"]), strict=True
+                )
+            ],
+            3,
+        )
+        for level in CONNECTION_LEVELS:
+            results[key]["levels"][str(level)]["ratio_to_bare"] = common.spread(
+                [
+                    r["rps"] / b["rps"]
+                    for r, b in zip(runs[key][level], runs["bare"][level], strict=True)
+                ],
+                3,
+            )
     bad = {k: (v["non_2xx"], v["socket_errors"]) for k, v in results.items()}
     part = {
         "settings": {
-            "wrk": f"wrk -t{THREADS} -c{CONNECTIONS} -d{DURATION_S}s --timeout 5s --latency "
-            f"-s bench/put_location.lua (after a {WARMUP_S} s warm-up run)",
-            "connections": CONNECTIONS,
+            "wrk": f"wrk -t{THREADS} -c<connections> -d{DURATION_S}s --timeout 5s --latency "
+            f"-s bench/put_location.lua (after a {WARMUP_S} s warm-up run at "
+            f"{CONNECTIONS} connections)",
+            "connection_levels": list(CONNECTION_LEVELS),
             "drivers": DRIVERS,
             "repeats": common.REPEATS,
             "server": "ridehail serve (uvicorn, one process, --role all)",
@@ -380,8 +429,14 @@ def main() -> None:
     part = asyncio.run(run())
     for key, value in part["targets"].items():
         ratio = value.get("ratio_to_bare", {}).get("median", 1.0)
+        by_level = "  ".join(
+            f"c={level} {v['requests_per_s']['median']:.0f}"
+            + (f" ({v['ratio_to_bare']['median']:.3f})" if "ratio_to_bare" in v else "")
+            for level, v in value["levels"].items()
+        )
         print(
-            f"   {key:17s} median {value['requests_per_s']['median']:8.0f} req/s  ratio {ratio:.3f}"
+            f"   {key:17s} capacity {value['requests_per_s']['median']:8.0f} req/s"
+            f"  ratio {ratio:.3f}   {by_level}"
         )
     print(json.dumps(part["checks"]))
 

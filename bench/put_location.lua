@@ -1,10 +1,11 @@
 -- wrk script: PUT /api/v1/drivers/{id}/location for the drivers listed in the file given
 -- after "--" (one "driver_id token" per line), then the number of wrk threads. Each thread
 -- owns every n-th driver (so no two threads report one driver) and takes them in turn.
--- Drivers drive, as in soak.lua: each report moves its driver 10 m on a heading that turns
--- a little each time, inside the 39 x 25 km city box around 60.17, 24.94. Every report is
--- then a plausible new position that the store files as live (random points across the
--- city would mostly be refused as jumps, a cheaper path than the one drivers take).
+-- Drivers drive, as in soak.lua: at 10 m/s, each round a circle of its own in the city, the
+-- position a function of the clock (wrk_drivers.lua). Every report is then a plausible
+-- new position that the store files as live, in the warm-up and in every round after it
+-- (random points across the city would mostly be refused as jumps, a cheaper path than the
+-- one drivers take).
 -- Counts every response that is not 2xx and prints one machine-readable line (WRKJSON
 -- {...}) at the end.
 

@@ -97,27 +97,47 @@ def table(header: list[str], rows: list[list[str]]) -> str:
 def section_http(p: dict[str, Any]) -> str:
     t = p["targets"]
     rows = []
-    for key, v in t.items():
+    for v in t.values():
         ratio = cell(v["ratio_to_bare"], 3) if "ratio_to_bare" in v else "1 (baseline)"
         rows.append(
             [
                 v["label"],
                 cell(v["requests_per_s"]),
                 ratio,
+                str(v["best_connections"]),
                 cell(v["p50_ms"], 2),
                 cell(v["p99_ms"], 2),
                 cell(v["server_cpu_us_per_request"]),
                 f"{v['non_2xx']} of {num(v['requests'])}",
             ]
         )
-        del key
     s = p["settings"]
-    bare_cpu = t["bare"]["server_cpu_us_per_request"]["median"]
-    emb = t["embedded_nolog"]["server_cpu_us_per_request"]["median"]
-    prod = t["production_nolog"]["server_cpu_us_per_request"]["median"]
+    levels = [str(level) for level in s["connection_levels"]]
+    sweep = [
+        [
+            v["label"],
+            *(
+                f"{num(v['levels'][level]['requests_per_s']['median'])}"
+                + (
+                    f" ({num(v['levels'][level]['ratio_to_bare']['median'], 3)})"
+                    if "ratio_to_bare" in v["levels"][level]
+                    else ""
+                )
+                + f", {num(v['levels'][level]['server_cpu_us_per_request']['median'])} µs"
+                for level in levels
+            ),
+        ]
+        for v in t.values()
+    ]
+
+    def cpu_at_best(key: str) -> float:
+        v = t[key]
+        return float(v["levels"][str(v["best_connections"])]["server_cpu_us_per_request"]["median"])
+
+    bare_cpu, emb, prod = (cpu_at_best(k) for k in ("bare", "embedded_nolog", "production_nolog"))
     c = p["checks"]
-    conns = int(s["connections"])
-    emb_rps = t["embedded_nolog"]["requests_per_s"]["median"]
+    low = levels[0]
+    prod_low = t["production_log"]["levels"][low]["ratio_to_bare"]["median"]
     return f"""## 1. Single-PUT location ingest vs a bare ASGI endpoint
 
 **What.** `PUT /api/v1/drivers/{{id}}/location` with a JSON body
@@ -129,15 +149,27 @@ model answering 204 from a raw ASGI callable (`bench/bare_asgi.py`, reads the bo
 relay run in it too) on the embedded default (SQLite file + in-process grid index) and on the
 production profile (PostgreSQL + Redis, own database and key prefix). {s["drivers"]} drivers
 signed up over the API, got tokens and went available; `bench/put_location.lua` gives each
-wrk thread its own share of them and takes them in turn, and drivers drive: each report
-moves its driver 10 m on a slowly turning heading inside the city box, so that every
-report is a plausible new position the store files as live (the search index updated, as
-for a real driver; random points across the city would mostly be refused as jumps, a
-cheaper path). Load: `{s["wrk"]}`, against each target in turn, {s["repeats"]} rounds
-(the order rotates each round). The bare app gets byte-for-byte the same requests and is
-served by `uvicorn.run` with the same arguments as `ridehail serve`. A second reference, a
-plain Starlette route that validates the body with msgspec and answers 204 (no token, no
-store; `bench/starlette_msgspec.py`), shows how much of the bare figure a minimal framework
+wrk thread its own share of them and takes them in turn, and drivers drive: each goes
+round a circle of its own in the city at 10 m/s, its position a function of the clock
+(`bench/wrk_drivers.lua`), so that every report, in the warm-up and in every run after
+it, is a plausible new position the store files as live (the search index updated, as for
+a real driver). Until 2026-11-30 each wrk run started the drivers where the last one had
+started them: the first seconds of every run after the first were fixes the store
+refused as jumps (no GEO write, a cheaper path; half of one run's reports, by Redis's
+command counts). Load: `{s["wrk"]}`, against each target in turn at each of
+{", ".join(levels)} connections, {s["repeats"]} rounds (the order rotates each round).
+**Capacity** is a round's best requests/s over those loads, and the ratio to bare is
+capacity over the bare app's capacity in the same round. A closed loop of few connections
+can measure a server that waits on a store below its capacity: with 32 connections the
+production server was idle (neither running nor waiting for a core) 8.7 % of the time and
+the bare app 3.3 %, with 128 the production server 4.4 % (`/proc/<pid>/schedstat`, one
+run each, 2026-11-30): two batches of reports in Redis leave too few requests to parse.
+The bare app answers at once and is busiest at few connections; at 512 it left some
+connections unanswered past wrk's 5 s timeout, so the sweep stops at 128.
+The bare app gets byte-for-byte the same requests and is served by `uvicorn.run` with the
+same arguments as `ridehail serve`. A second reference, a plain Starlette route that
+validates the body with msgspec and answers 204 (no token, no store;
+`bench/starlette_msgspec.py`), shows how much of the bare figure a minimal framework
 route keeps on this machine.
 Server CPU is user + system time of the server process (all threads, from `/proc`) divided
 by the requests wrk completed.
@@ -155,14 +187,17 @@ the reports in flight together share one Redis script call (which also publishes
 to followers), sent on a connection the location store keeps for it
 (`ridehail.locations.redis_lane`: hiredis packs and parses, no pool or retry wrapper), with
 up to two batches on the wire at once so that the server parses the next reports while
-Redis runs the last batch.
+Redis runs the last batch. On the embedded default the reports in flight together are
+batched too (one call into the in-process store, answered in one burst: see
+`ridehail.locations.coalesce`).
 
 {
         table(
             [
                 "target",
-                "requests/s",
+                "capacity, requests/s",
                 "ratio to bare",
+                "best at connections",
                 "p50 ms",
                 "p99 ms",
                 "server CPU µs/request",
@@ -172,11 +207,16 @@ Redis runs the last batch.
         )
     }
 
-Latency is wrk's, with {conns} connections each always waiting for its reply (closed loop),
-so it is mostly queueing: for the embedded default, {conns} connections ÷
-{num(emb_rps)} requests/s = {num(conns / emb_rps * 1000, 1)} ms. The server CPU per request
-is the steadier figure on a shared machine: {num(emb)} µs (embedded) and {num(prod)} µs (production)
-against {num(bare_cpu)} µs for the bare app. After the runs
+Latency and server CPU are those at the connections where the median was best. Every load,
+median requests/s (ratio to bare at that load, paired by round) and server CPU per request:
+
+{table(["target", *(f"{level} connections" for level in levels)], sweep)}
+
+With {low} connections, the load used until 2026-11-30, production keeps
+{num(prod_low, 3)} of bare. Latency is wrk's, each connection always waiting for its reply,
+so it is mostly queueing (connections ÷ requests/s). The server CPU per request
+is the steadier figure on a shared machine: {num(emb)} µs (embedded) and {num(prod)} µs
+(production) at their best loads, against {num(bare_cpu)} µs for the bare app at its. After the runs
 {c["production_drivers_with_a_stored_fix"]} production drivers had a live fix in Redis.
 The Starlette + msgspec reference, which checks no token and writes nothing, keeps
 {num(t["starlette_msgspec"]["ratio_to_bare"]["median"], 3) if "starlette_msgspec" in t else "—"}
@@ -677,8 +717,9 @@ def section_soak(p: dict[str, Any]) -> str:
     return f"""## 5. Soak: {num(s["drivers"])} drivers for {num(s["duration_s"])} s
 
 **What.** {num(s["drivers"])} simulated drivers each report their position once every
-{num(s["cycle_s"])} s (`PUT /api/v1/drivers/{{id}}/location`, each report 40 m on from the
-last, accuracy 8 m): {num(s["offered_rate_per_s"])} requests/s offered, for
+{num(s["cycle_s"])} s (`PUT /api/v1/drivers/{{id}}/location`, each driver going round a
+circle of its own at 10 m/s, so each report is about 40 m on from the last, accuracy 8 m):
+{num(s["offered_rate_per_s"])} requests/s offered, for
 {num(s["duration_s"])} s, against `{s["server"]}`.
 
 **How.** `{s["load"]}` (`bench/soak.py`): wrk hands out paced send slots, so the offered
@@ -990,8 +1031,8 @@ FILES = """## Files and knobs
 | `bench/run.sh` | what `make bench` runs: installs tools, runs ten programs, then the report |
 | `bench/ingest_http.py` | benchmark 1; starts the servers, signs up drivers, runs wrk |
 | `bench/ingest_stream.py`, `bench/post_batch.lua` | benchmark 1b: batches and WebSocket frames |
-| `bench/put_location.lua` | wrk script: each thread's own drivers in turn, driving 10 m a report |
-| `bench/wrk_drivers.lua` | shared by the location wrk scripts: each thread's drivers, driving |
+| `bench/put_location.lua` | wrk script: each thread's own drivers in turn, driving at 10 m/s |
+| `bench/wrk_drivers.lua` | shared by the location wrk scripts: each thread's drivers, on circles |
 | `bench/wrk_report.lua` | shared by the wrk scripts: threads numbered, non-2xx counted, WRKJSON |
 | `bench/bare_asgi.py` | the baseline ASGI app and its uvicorn launcher |
 | `bench/nearest.py` | benchmark 2 |
