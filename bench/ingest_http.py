@@ -336,6 +336,44 @@ def upgrade_database(database: str, prefix: str) -> None:
     )
 
 
+Runs = dict[int, list[dict[str, Any]]]
+
+
+def measure(targets: dict[str, Target]) -> tuple[dict[str, Runs], dict[str, Runs]]:
+    """Every target but bare, at every level, each run paired with a run of the bare app at
+    the same level just before or after it (the order alternating by round), so that a
+    ratio compares two runs a few seconds apart: this machine's speed drifts by a quarter
+    over minutes. Rounds rotate the order of targets. Returns the runs of each target
+    (bare: all of its runs) and, for each target, the bare runs paired with its own."""
+    bare = targets["bare"]
+    others = [key for key in targets if key != "bare"]
+    runs: dict[str, Runs] = {key: {level: [] for level in CONNECTION_LEVELS} for key in targets}
+    paired: dict[str, Runs] = {key: {level: [] for level in CONNECTION_LEVELS} for key in others}
+    for round_no in range(common.REPEATS):
+        shift = round_no % len(others)
+        for key in others[shift:] + others[:shift]:
+            pair = [("bare", bare), (key, targets[key])]
+            if round_no % 2:
+                pair.reverse()
+            for _, target in pair:
+                wrk(target, WARMUP_S)
+            for level in CONNECTION_LEVELS:
+                for name, target in pair:
+                    result = wrk(target, DURATION_S, connections=level)
+                    runs[name][level].append(result)
+                    if name == "bare":
+                        paired[key][level].append(result)
+                    print(
+                        f"   round {round_no + 1} {name:17s} c={level:<4d}"
+                        f" {result['rps']:8.0f} req/s"
+                        f"  p50 {result['p50_us'] / 1000:6.2f} ms"
+                        f"  p99 {result['p99_us'] / 1000:6.2f} ms"
+                        f"  non-2xx {result['non_2xx']}",
+                        flush=True,
+                    )
+    return runs, paired
+
+
 async def run() -> dict[str, Any]:
     common.need("wrk")
     began = common.started()
@@ -347,27 +385,7 @@ async def run() -> dict[str, Any]:
             targets = build_targets(tmp, database, prefix)
             try:
                 await prepare(targets, tmp)
-                # runs[key][level]: one run per round; rounds rotate the order of targets.
-                runs: dict[str, dict[int, list[dict[str, Any]]]] = {
-                    key: {level: [] for level in CONNECTION_LEVELS} for key in targets
-                }
-                order = list(targets)
-                for round_no in range(common.REPEATS):
-                    shift = round_no % len(order)
-                    for key in order[shift:] + order[:shift]:
-                        target = targets[key]
-                        wrk(target, WARMUP_S)
-                        for level in CONNECTION_LEVELS:
-                            result = wrk(target, DURATION_S, connections=level)
-                            runs[key][level].append(result)
-                            print(
-                                f"   round {round_no + 1} {key:17s} c={level:<4d}"
-                                f" {result['rps']:8.0f} req/s"
-                                f"  p50 {result['p50_us'] / 1000:6.2f} ms"
-                                f"  p99 {result['p99_us'] / 1000:6.2f} ms"
-                                f"  non-2xx {result['non_2xx']}",
-                                flush=True,
-                            )
+                runs, paired = measure(targets)
                 stored = len(
                     [k async for k in redis.scan_iter(match=f"{prefix}loc:drv:*", count=1000)]
                 )
@@ -382,21 +400,19 @@ async def run() -> dict[str, Any]:
     for key in targets:
         if key == "bare":
             continue
+        bare = paired[key]
         results[key]["ratio_to_bare"] = common.spread(
             [
-                capacity / bare
-                for capacity, bare in zip(
-                    _capacities(runs[key]), _capacities(runs["bare"]), strict=True
+                capacity / bare_capacity
+                for capacity, bare_capacity in zip(
+                    _capacities(runs[key]), _capacities(bare), strict=True
                 )
             ],
             3,
         )
         for level in CONNECTION_LEVELS:
             results[key]["levels"][str(level)]["ratio_to_bare"] = common.spread(
-                [
-                    r["rps"] / b["rps"]
-                    for r, b in zip(runs[key][level], runs["bare"][level], strict=True)
-                ],
+                [r["rps"] / b["rps"] for r, b in zip(runs[key][level], bare[level], strict=True)],
                 3,
             )
     bad = {k: (v["non_2xx"], v["socket_errors"]) for k, v in results.items()}

@@ -156,10 +156,13 @@ it, is a plausible new position the store files as live (the search index update
 a real driver). Until 2026-11-30 each wrk run started the drivers where the last one had
 started them: the first seconds of every run after the first were fixes the store
 refused as jumps (no GEO write, a cheaper path; half of one run's reports, by Redis's
-command counts). Load: `{s["wrk"]}`, against each target in turn at each of
-{", ".join(levels)} connections, {s["repeats"]} rounds (the order rotates each round).
-**Capacity** is a round's best requests/s over those loads, and the ratio to bare is
-capacity over the bare app's capacity in the same round. A closed loop of few connections
+command counts). Load: `{s["wrk"]}`, {s["repeats"]} rounds, in each every target (in an
+order that rotates by round) at each of {", ".join(levels)} connections, each run paired
+with a run of the bare app at the same load just before or after it (alternating by
+round): this machine's speed drifted by a quarter over minutes on 2026-11-30, so a ratio
+compares two runs seconds apart. **Capacity** is a round's best requests/s over those
+loads, and the ratio to bare is a target's capacity over that of the bare runs paired with
+its own. A closed loop of few connections
 can measure a server that waits on a store below its capacity: with 32 connections the
 production server was idle (neither running nor waiting for a core) 8.7 % of the time and
 the bare app 3.3 %, with 128 the production server 4.4 % (`/proc/<pid>/schedstat`, one
@@ -208,7 +211,7 @@ batched too (one call into the in-process store, answered in one burst: see
     }
 
 Latency and server CPU are those at the connections where the median was best. Every load,
-median requests/s (ratio to bare at that load, paired by round) and server CPU per request:
+median requests/s (ratio to the bare run paired with it) and server CPU per request:
 
 {table(["target", *(f"{level} connections" for level in levels)], sweep)}
 
