@@ -205,7 +205,11 @@ def wrk(
     return result
 
 
-def _capacities(by_level: dict[int, list[dict[str, Any]]]) -> list[float]:
+#: Runs by connection level, one per round.
+Runs = dict[int, list[dict[str, Any]]]
+
+
+def _capacities(by_level: Runs) -> list[float]:
     """Each round's best requests/s over the connection levels."""
     per_level = [[r["rps"] for r in runs] for runs in by_level.values()]
     return [max(round_rps) for round_rps in zip(*per_level, strict=True)]
@@ -222,13 +226,14 @@ def _spread_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def summarize(target: Target, by_level: dict[int, list[dict[str, Any]]]) -> dict[str, Any]:
-    """Per connection level, and the capacity: each round's best level."""
+def summarize(target: Target, by_level: Runs, bare: Runs | None = None) -> dict[str, Any]:
+    """Per connection level, and the capacity (each round's best level); with ``bare``
+    (the bare runs paired with this target's), the ratios to bare of both."""
     levels = {level: _spread_of(runs) for level, runs in by_level.items()}
     capacities = _capacities(by_level)
     best = max(levels, key=lambda level: levels[level]["requests_per_s"]["median"])
     every = [r for runs in by_level.values() for r in runs]
-    return {
+    result: dict[str, Any] = {
         "label": target.label,
         "requests_per_s": common.spread(capacities, 0),
         "best_connections": best,
@@ -238,6 +243,15 @@ def summarize(target: Target, by_level: dict[int, list[dict[str, Any]]]) -> dict
         "non_2xx": sum(r["non_2xx"] for r in every),
         "socket_errors": sum(r["socket_errors"] + r["timeouts"] for r in every),
     }
+    if bare is not None:
+        result["ratio_to_bare"] = common.spread(
+            [c / b for c, b in zip(capacities, _capacities(bare), strict=True)], 3
+        )
+        for level, runs in by_level.items():
+            result["levels"][str(level)]["ratio_to_bare"] = common.spread(
+                [r["rps"] / b["rps"] for r, b in zip(runs, bare[level], strict=True)], 3
+            )
+    return result
 
 
 async def prepare(targets: dict[str, Target], tmp: Path) -> None:
@@ -336,9 +350,6 @@ def upgrade_database(database: str, prefix: str) -> None:
     )
 
 
-Runs = dict[int, list[dict[str, Any]]]
-
-
 def measure(targets: dict[str, Target]) -> tuple[dict[str, Runs], dict[str, Runs]]:
     """Every target but bare, at every level, each run paired with a run of the bare app at
     the same level just before or after it (the order alternating by round), so that a
@@ -396,25 +407,7 @@ async def run() -> dict[str, Any]:
             finally:
                 for target in targets.values():
                     stop(target)
-    results = {key: summarize(targets[key], runs[key]) for key in targets}
-    for key in targets:
-        if key == "bare":
-            continue
-        bare = paired[key]
-        results[key]["ratio_to_bare"] = common.spread(
-            [
-                capacity / bare_capacity
-                for capacity, bare_capacity in zip(
-                    _capacities(runs[key]), _capacities(bare), strict=True
-                )
-            ],
-            3,
-        )
-        for level in CONNECTION_LEVELS:
-            results[key]["levels"][str(level)]["ratio_to_bare"] = common.spread(
-                [r["rps"] / b["rps"] for r, b in zip(runs[key][level], bare[level], strict=True)],
-                3,
-            )
+    results = {key: summarize(targets[key], runs[key], paired.get(key)) for key in targets}
     bad = {k: (v["non_2xx"], v["socket_errors"]) for k, v in results.items()}
     part = {
         "settings": {
