@@ -42,6 +42,7 @@ class BackgroundLoop:
 
     @property
     def stopping(self) -> bool:
+        """A stop is under way: a long step should wind up."""
         return self._stopping
 
     def nudge(self) -> None:
@@ -75,6 +76,9 @@ class BackgroundLoop:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         self._task = None
+        # Stopped, no longer stopping: a step called directly afterwards (a test driving
+        # the rounds itself) runs in full.
+        self._stopping = False
 
     async def _run(self) -> None:
         while not self._stopping:
