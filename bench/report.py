@@ -160,7 +160,11 @@ command counts). Load: `{s["wrk"]}`, {s["repeats"]} rounds, in each every target
 order that rotates by round) at each of {", ".join(levels)} connections, each run paired
 with a run of the bare app at the same load just before or after it (alternating by
 round): this machine's speed drifted by a quarter over minutes on 2026-11-30, so a ratio
-compares two runs seconds apart. **Capacity** is a round's best requests/s over those
+compares two runs seconds apart. While one server is loaded every other is paused
+(SIGSTOP; from 2026-11-30 on): an idle ridehail server still runs its dispatcher, relay and
+stream loops, 3.3-3.7 % of a core each here (20 s, `/proc`), and four of them took a
+seventh of a core, plus PostgreSQL's share, from whichever target was under load.
+**Capacity** is a round's best requests/s over those
 loads, and the ratio to bare is a target's capacity over that of the bare runs paired with
 its own. A closed loop of few connections
 can measure a server that waits on a store below its capacity: with 32 connections the
@@ -731,6 +735,16 @@ wrk's, from sending a request to its answer. The drivers' tokens are minted with
 server's secret. CPU is CPU seconds per wall-clock second (1.0 = one core busy) of the API
 processes (the uvicorn supervisor and its workers, from `/proc`), of Redis (`INFO cpu`) and
 of wrk.
+
+The first cycle is the hard one: each API process sees every driver's token for the first
+time within a few seconds (the check's result is remembered after that). With PyJWT
+2.15 doing that check (60-68 µs a token here, 92-126 µs on the slower machine of an
+earlier run; its largest part under cProfile, about a third, is a character-by-character
+check of the base64 alphabet), the run of 2026-11-30 16:18 UTC had 127 wrk timeouts, all
+in its first segment. `ridehail.accounts.security.Tokens` now checks tokens in the exact form it
+issues itself (header, claims, HMAC-SHA256 in C, compared in constant time) in 11-12 µs
+and leaves any other form to PyJWT (same-run loops over 20,000 and 5,000 fresh tokens,
+2026-11-30; tests/unit/test_tokens.py holds both to the same answers).
 
 {verdict} {num(p["requests"])} requests answered, {num(p["achieved_rate_per_s"])}/s achieved of
 {num(s["offered_rate_per_s"])}/s offered. Latency: p50 {cell(lat["p50_median_of_segments"], 2)} ms,
