@@ -137,7 +137,10 @@ class Deadline:
 
 
 async def in_batches(
-    items: Sequence[T], load: Callable[[list[T]], Awaitable[None]], size: int = 1000, tasks: int = 8
+    items: Sequence[T],
+    load: Callable[[list[T]], Awaitable[object]],
+    size: int = 1000,
+    tasks: int = 8,
 ) -> None:
     """Set-up loading (not measured): ``items`` in chunks, ``tasks`` chunks at a time."""
     chunks = [list(items[i : i + size]) for i in range(0, len(items), size)]

@@ -389,7 +389,11 @@ class Replay:
         try:
             async with self.db.transaction() as session:
                 await rides_service.cancel(
-                    session, ride_id=log.ride_id, principal=rider, reason="waited too long"
+                    session,
+                    ride_id=log.ride_id,
+                    principal=rider,
+                    reason="waited too long",
+                    prices=lambda _product: FARES,
                 )
         except Conflict:
             return  # matched or given up in the same instant
@@ -448,7 +452,11 @@ class Replay:
     async def drop_off(self, log: RideLog, agent: Agent, t: int) -> None:
         async with self.db.transaction() as session:
             await rides_service.complete(
-                session, ride_id=log.ride_id, driver_id=agent.id, store=self.store, policy=FARES
+                session,
+                ride_id=log.ride_id,
+                driver_id=agent.id,
+                store=self.store,
+                prices=lambda _product: FARES,
             )
         # The dispatch handler's reaction to the trip ending: idle from now.
         async with self.db.transaction() as session:

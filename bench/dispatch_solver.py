@@ -263,7 +263,7 @@ def run() -> dict[str, Any]:
         )
         deadline.check()
 
-    sparse = {
+    sparse: dict[str, Any] = {
         "label": f"sparse: k={K} nearest (cKDTree) + min_weight_full_bipartite_matching",
         "candidate_search_ms": timing(runs, "search"),
         "matrix_build_ms": timing(runs, "build"),

@@ -53,7 +53,7 @@ def fixes(extras: bool) -> list[LocationFix]:
     ]
 
 
-def finish(coro: Coroutine[Any, Any, None]) -> None:
+def finish(coro: Coroutine[Any, Any, object]) -> None:
     """Run a coroutine that never awaits (the in-memory store's methods) without a loop,
     so that no event-loop object lands in the measurement."""
     try:

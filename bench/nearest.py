@@ -223,7 +223,7 @@ async def run() -> dict[str, Any]:
         # Both stores must give the exact answer; checked on a sample of the points.
         agree = memory_exact = redis_exact = 0
         for lat, lon in points[:CHECK_SAMPLE]:
-            kwargs = {
+            kwargs: dict[str, Any] = {
                 "latitude": lat,
                 "longitude": lon,
                 "radius_m": RADIUS_M,

@@ -1136,7 +1136,7 @@ def render(data: dict[str, Any]) -> str:
     b = data["benchmarks"]
     pg = b.get("ingest_store", {}).get("settings", {}).get("postgres", {})
     # The code measured: as it was when the first benchmark started.
-    first = next((b[name] for name in PARTS if name in b), {})
+    first: dict[str, Any] = next((b[name] for name in PARTS if name in b), {})
     commit = first.get("commit", m["commit"])
     if first.get("src_uncommitted_changes", m["src_uncommitted_changes"]):
         commit += " + uncommitted changes in src/"
@@ -1440,7 +1440,7 @@ def main() -> None:
             found.append(path)
     if not found and not previous:
         raise SystemExit("no benchmark results (bench/results/*.tmp or latest.json) to report")
-    data = {
+    data: dict[str, Any] = {
         "generated_at": common.now_iso(),
         "command": "make bench",
         "runtime_s": round(runtime_s) if runtime_s else None,
