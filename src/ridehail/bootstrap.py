@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
@@ -93,6 +94,7 @@ def dispatch_policy(settings: Settings) -> DispatchPolicy:
         radius_m=settings.dispatch_radius_m,
         candidates=settings.dispatch_candidates,
         log_limit=settings.dispatch_log_limit,
+        log_retention_s=settings.dispatch_log_retention_days * 86_400,
         max_candidates=max(160, settings.dispatch_candidates),
         broadcast_k=settings.dispatch_broadcast_k,
         batch_window_s=settings.dispatch_batch_window_s,
@@ -142,6 +144,9 @@ def notification_sender(settings: Settings, *, db: Database, pubsub: PubSub) -> 
             cap_s=settings.webhook_retry_cap_s,
         ),
         webhook_timeout_s=settings.webhook_timeout_s,
+        webhook_allow_private_networks=settings.webhook_allow_private_networks,
+        retention=timedelta(days=settings.notifications_retention_days),
+        webhook_retention=timedelta(days=settings.webhook_deliveries_retention_days),
     )
     return NotificationSender(
         db=db,

@@ -92,6 +92,8 @@ class Settings(BaseSettings):
     dispatch_candidates: int = Field(default=20, gt=0)
     #: Candidates kept in the dispatch log per search round (offered ones always).
     dispatch_log_limit: int = Field(default=10, ge=0)
+    #: The dispatch log (candidates considered) is deleted this long after it was written.
+    dispatch_log_retention_days: float = Field(default=30.0, gt=0)
     dispatch_broadcast_k: int = Field(default=3, gt=0, le=50)
     dispatch_batch_window_s: float = Field(default=2.0, gt=0)
     dispatch_batch_k: int = Field(default=10, gt=0, le=100)
@@ -211,6 +213,9 @@ class Settings(BaseSettings):
     notifications_max_attempts: int = Field(default=5, ge=1, le=100)
     notifications_retry_base_s: float = Field(default=5.0, gt=0)
     notifications_retry_cap_s: float = Field(default=600.0, gt=0)
+    #: Notifications (the in-app inbox and the record of emails and SMS sent) are deleted
+    #: this long after they were created, once no longer pending.
+    notifications_retention_days: float = Field(default=90.0, gt=0)
     #: The logging email/SMS adapter's record, one JSON line per call (default:
     #: <var_dir>/notifications.jsonl).
     notifications_log_path: Path | None = None
@@ -220,6 +225,13 @@ class Settings(BaseSettings):
     webhook_retry_base_s: float = Field(default=5.0, gt=0)
     webhook_retry_cap_s: float = Field(default=3_600.0, gt=0)
     webhook_timeout_s: float = Field(default=10.0, gt=0)
+    #: Webhooks go to public internet addresses only: a URL whose host is, or resolves to,
+    #: a loopback, private, link-local (cloud metadata) or other non-public address is
+    #: refused. True lifts that (a receiver on this machine or inside the network).
+    webhook_allow_private_networks: bool = False
+    #: Webhook deliveries no longer pending (delivered, dead, cancelled) are deleted this long
+    #: after they were created.
+    webhook_deliveries_retention_days: float = Field(default=30.0, gt=0)
 
     @field_validator("fare_products")
     @classmethod

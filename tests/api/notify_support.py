@@ -33,6 +33,8 @@ FAST = {
     "webhook_retry_cap_s": 0.2,
     "webhook_max_attempts": 3,
     "webhook_timeout_s": 2.0,
+    # The receivers of these tests listen on 127.0.0.1.
+    "webhook_allow_private_networks": True,
 }
 
 

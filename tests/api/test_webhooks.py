@@ -16,7 +16,7 @@ from sqlalchemy import insert, select
 from ridehail.contracts import DriverWentOffline, PaymentCaptured, RideCompleted
 from ridehail.db.processed import ProcessedEvent
 from ridehail.kernel.clock import utcnow
-from ridehail.notifications import verify_signature
+from ridehail.notifications import service, verify_signature
 from ridehail.notifications.models import WebhookDelivery
 from tests.api.client import Api, User
 from tests.api.conftest import Backend
@@ -201,6 +201,34 @@ async def test_unreachable_endpoint_goes_dead_and_deleted_endpoint_gets_nothing(
         assert again.status_code == 404
 
 
+async def test_a_private_destination_is_refused_at_delivery(make_api, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """An endpoint stored while private networks were allowed (or whose name has come to
+    resolve to a private address since) is refused when sent to: nothing reaches it."""
+    with receiver() as hook:
+        async with make_api(**settings(tmp_path, webhook_allow_private_networks=False)) as api:
+            admin = await api.admin()
+            async with api.app.state.runtime.db.transaction() as session:
+                endpoint = await service.create_endpoint(
+                    session,
+                    url=hook.url,
+                    events=["payments.captured"],
+                    created_by=admin.id,
+                    allow_private_networks=True,
+                )
+            refused = await api.http.post(
+                "/api/v1/webhooks",
+                json={"url": hook.url, "events": ["payments.captured"]},
+                headers=admin.headers,
+            )
+            assert refused.status_code == 422 and "loopback address" in refused.text
+            await emit(api, captured())
+            [dead] = await settled(api, admin, endpoint.id, 1)
+            assert dead["status"] == "dead" and dead["attempts"] == 3
+            assert dead["last_status_code"] is None
+            assert "resolves to the loopback address 127.0.0.1" in dead["last_error"]
+    assert hook.requests == []
+
+
 async def test_webhook_endpoints_refuse_bad_input_and_non_admins(api: Api) -> None:
     admin, rider, driver = await api.admin(), await api.rider(), await api.driver()
     good = {"url": "https://example.com/hook", "events": ["rides.completed"]}
@@ -209,6 +237,15 @@ async def test_webhook_endpoints_refuse_bad_input_and_non_admins(api: Api) -> No
         {**good, "url": "not a url"},
         {**good, "url": "https://"},
         {**good, "url": "https://user:pw@example.com/"},
+        {**good, "url": "https://example.com:99999/hook"},
+        # Not a public host (webhooks_allow_private_networks is off by default).
+        {**good, "url": "http://127.0.0.1:8080/hook"},
+        {**good, "url": "http://localhost/hook"},
+        {**good, "url": "http://169.254.169.254/latest/meta-data/"},
+        {**good, "url": "http://[::1]/hook"},
+        {**good, "url": "http://[::ffff:10.0.0.5]/hook"},
+        {**good, "url": "https://10.0.0.5/hook"},
+        {**good, "url": "http://2130706433/hook"},
         {**good, "url": "https://example.com/" + "a" * 2000},
         {**good, "url": 42},
         {**good, "events": []},

@@ -30,6 +30,8 @@ class DispatchPolicy:
     #: Candidates written to the dispatch log per search and round (best first, then the
     #: nearest skipped ones); any offered driver is always logged.
     log_limit: int = 10
+    #: Dispatch log rows are deleted this long after they were written.
+    log_retention_s: float = 30 * 86_400.0
     offer_ttl_s: float = 15.0
     search_timeout_s: float = 120.0
     #: A search that found nobody tries again after retry_interval_s, and less often as

@@ -6,7 +6,7 @@ from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, func, select, update
+from sqlalchemy import Table, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ridehail.db import is_postgresql, upsert_into
@@ -146,6 +146,25 @@ async def add_candidates(session: AsyncSession, rows: Sequence[dict[str, Any]]) 
     # hundreds of rows.
     if rows:
         await session.execute(cast(Table, Candidate.__table__).insert(), list(rows))
+
+
+async def prune_candidates(session: AsyncSession, *, before: datetime, limit: int) -> int:
+    """Delete up to ``limit`` of the oldest dispatch log rows written before ``before``;
+    returns how many. Rows are numbered in the order written, so the old ones are the first
+    ids: the query walks the primary key from the start and stops at the first young row
+    (it never scans the young part of the log, however large)."""
+    oldest = select(Candidate.id, Candidate.considered_at).order_by(Candidate.id).limit(limit)
+    rows = (await session.execute(oldest)).all()
+    # Stop at the first young row: a row logged out of order (two dispatchers) waits for
+    # the next pass rather than the whole log being searched for it.
+    cut = next((i for i, row in enumerate(rows) if row.considered_at >= before), len(rows))
+    old = [row.id for row in rows[:cut]]
+    if not old:
+        return 0
+    await session.execute(
+        delete(Candidate).where(Candidate.id.in_(old)).execution_options(synchronize_session=False)
+    )
+    return len(old)
 
 
 async def candidates_for_ride(session: AsyncSession, ride_id: str) -> list[Candidate]:

@@ -10,6 +10,7 @@ Several dispatchers (in several processes) share the work through SKIP LOCKED.
 from __future__ import annotations
 
 import time
+from datetime import datetime, timedelta
 from functools import partial
 
 import structlog
@@ -47,6 +48,10 @@ EXPIRED = Counter("ridehail_dispatch_offers_expired_total", "Offers that expired
 
 #: Searches advanced per wake-up before yielding to the timer again.
 MAX_STEPS_PER_TICK = 1_000
+#: The dispatch log's retention is applied this often, in slices of this many rows.
+PRUNE_EVERY_S = 600.0
+PRUNE_SLICE = 1_000
+PRUNE_SLICES_PER_TICK = 10
 
 
 def offer_channel(driver_id: str) -> str:
@@ -80,6 +85,7 @@ class Dispatcher(BackgroundLoop):
         self._per_round = policy.batch_max_rides if batch else policy.round_size
         self._strategy = policy.strategy.value
         self._next_orphan_check = 0.0
+        self._next_prune = 0.0
 
     def nudge(self) -> None:
         if self._policy.strategy is not Strategy.BATCH:
@@ -96,6 +102,11 @@ class Dispatcher(BackgroundLoop):
             async with self._db.transaction() as session:
                 adopted = await service.adopt_orphans(session, now=utcnow(), policy=self._policy)
             ORPHANS.inc(len(adopted))
+        if time.monotonic() >= self._next_prune:
+            # A long backlog (retention just lowered) is worked off a few slices per tick,
+            # so that matching never waits long behind it.
+            busy = await self.prune_log(now=utcnow()) >= PRUNE_SLICES_PER_TICK * PRUNE_SLICE
+            self._next_prune = time.monotonic() + (0.0 if busy else PRUNE_EVERY_S)
         async with self._db.transaction() as session:
             expired = await service.expire_offers(session, now=utcnow())
         if expired:
@@ -127,6 +138,22 @@ class Dispatcher(BackgroundLoop):
             if batch:
                 break  # one round per window
         return steps
+
+    async def prune_log(self, *, now: datetime) -> int:
+        """Delete dispatch log rows past their retention, a slice per transaction and at
+        most PRUNE_SLICES_PER_TICK slices; returns how many. Every dispatcher may run it: a
+        row is deleted once, by whoever is first."""
+        before = now - timedelta(seconds=self._policy.log_retention_s)
+        deleted = 0
+        for _ in range(PRUNE_SLICES_PER_TICK):
+            async with self._db.transaction() as session:
+                count = await repository.prune_candidates(session, before=before, limit=PRUNE_SLICE)
+            deleted += count
+            if count < PRUNE_SLICE or self.stopping:
+                break
+        if deleted:
+            log.info("dispatch_log_pruned", rows=deleted)
+        return deleted
 
     async def _push(self, offers: list[Offer]) -> None:
         """After the commit: the offers exist for whoever reacts to the push."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from datetime import datetime
 
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
@@ -19,6 +20,14 @@ def _encode(value: int, length: int) -> str:
         value, rem = divmod(value, 32)
         chars.append(_ALPHABET[rem])
     return "".join(reversed(chars))
+
+
+def first_id_at(prefix: str, when: datetime) -> str:
+    """The lowest id ``new_id(prefix)`` could return at ``when``: every id made earlier sorts
+    before it, so ``id < first_id_at(prefix, t)`` selects by creation time on the primary
+    key's index."""
+    millis = int(when.timestamp() * 1000)
+    return f"{prefix}_{_encode(millis << 80, 26).lower()}"
 
 
 def new_id(prefix: str) -> str:

@@ -6,7 +6,7 @@ from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ridehail.db import is_postgresql, upsert_into
@@ -123,6 +123,21 @@ async def finish(
         .values(**values)
         .execution_options(synchronize_session=False)
     )
+
+
+async def prune(session: AsyncSession, model: type[Outgoing], *, before_id: str, limit: int) -> int:
+    """Delete up to ``limit`` rows created before the row ``before_id`` would be (ids are
+    time-ordered) that are no longer pending; returns how many."""
+    oldest = (
+        select(model.id)
+        .where(model.id < before_id, model.status != "pending")
+        .order_by(model.id)
+        .limit(limit)
+    )
+    result = await session.execute(
+        delete(model).where(model.id.in_(oldest)).execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 async def live_endpoints(session: AsyncSession) -> list[WebhookEndpoint]:

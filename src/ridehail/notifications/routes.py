@@ -85,11 +85,17 @@ async def create_webhook(
     """Admin: send these event types to this URL. Each request carries
     `Ridehail-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>` and
     `Ridehail-Event-Id`; a 2xx answer is success, anything else is retried with backoff
-    until the delivery is dead. The secret is in this response only."""
+    until the delivery is dead. The secret is in this response only. The URL must name a
+    public host: loopback, private and link-local addresses are refused, when created and
+    again at each delivery, unless RIDEHAIL_WEBHOOK_ALLOW_PRIVATE_NETWORKS is set."""
     require_role(principal, Role.ADMIN)
     async with runtime.db.transaction() as session:
         endpoint = await service.create_endpoint(
-            session, url=body.url, events=body.events, created_by=principal.subject_id
+            session,
+            url=body.url,
+            events=body.events,
+            created_by=principal.subject_id,
+            allow_private_networks=runtime.settings.webhook_allow_private_networks,
         )
     return WebhookCreated.of(endpoint)
 

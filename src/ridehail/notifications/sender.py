@@ -15,7 +15,7 @@ import asyncio
 import json
 import time
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -26,10 +26,12 @@ from prometheus_client import Counter
 from ridehail.background import BackgroundLoop
 from ridehail.db import Database
 from ridehail.kernel.clock import utcnow
+from ridehail.kernel.ids import first_id_at
 from ridehail.messaging import PubSub
 from ridehail.messaging.ports import RetryPolicy
 from ridehail.notifications import repository
 from ridehail.notifications.channels import EmailSender, SmsSender
+from ridehail.notifications.destinations import webhook_client
 from ridehail.notifications.domain import (
     DELIVERY_ID_HEADER,
     EVENT_ID_HEADER,
@@ -52,6 +54,11 @@ WEBHOOKS = Counter(
 )
 
 
+#: Retention is applied this often, in slices of this many rows.
+PRUNE_EVERY_S = 600.0
+PRUNE_SLICE = 1_000
+
+
 def user_channel(user_id: str) -> str:
     """The pub/sub channel of a user's live notifications (every socket of theirs)."""
     return f"user:{user_id}:notifications"
@@ -68,6 +75,12 @@ class SenderPolicy:
     #: Webhooks: attempts (then "dead") and backoff with jitter.
     webhook_retry: RetryPolicy
     webhook_timeout_s: float
+    #: Send webhooks to loopback and private addresses too (see destinations).
+    webhook_allow_private_networks: bool = False
+    #: Finished notifications, and finished webhook deliveries, are deleted this long after
+    #: they were created.
+    retention: timedelta = timedelta(days=90)
+    webhook_retention: timedelta = timedelta(days=30)
 
 
 def push_message(notification: Notification) -> dict[str, Any]:
@@ -101,10 +114,12 @@ class NotificationSender(BackgroundLoop):
         self._sms = sms
         self._policy = policy
         self._http: httpx.AsyncClient | None = None
+        self._last_prune = 0.0
 
     async def start(self) -> None:
-        self._http = httpx.AsyncClient(
-            timeout=self._policy.webhook_timeout_s, follow_redirects=False
+        self._http = webhook_client(
+            timeout_s=self._policy.webhook_timeout_s,
+            allow_private_networks=self._policy.webhook_allow_private_networks,
         )
         await super().start()
 
@@ -119,6 +134,22 @@ class NotificationSender(BackgroundLoop):
             done = await self.send_due()
             if done < self._policy.batch:
                 break
+        if time.monotonic() - self._last_prune > PRUNE_EVERY_S:
+            await self.prune(now=utcnow())
+            self._last_prune = time.monotonic()
+
+    async def prune(self, *, now: datetime) -> int:
+        """Delete notifications and webhook deliveries past their retention that are no
+        longer pending, a slice per transaction (no long lock on a busy table); returns how
+        many. Every sender process may run it: a row is deleted once whoever gets there."""
+        deleted = await self._prune(
+            Notification, first_id_at("ntf", now - self._policy.retention)
+        ) + await self._prune(
+            WebhookDelivery, first_id_at("whd", now - self._policy.webhook_retention)
+        )
+        if deleted:
+            log.info("notifications_pruned", rows=deleted)
+        return deleted
 
     async def send_due(self) -> int:
         """Claim, send and record one batch of each kind; returns the most of either."""
@@ -160,6 +191,18 @@ class NotificationSender(BackgroundLoop):
                     values=self._delivery_outcome(delivery, code, error, finished),
                 )
         return max(len(notes), len(deliveries))
+
+    async def _prune(self, model: type[repository.Outgoing], before_id: str) -> int:
+        deleted = 0
+        while not self.stopping:
+            async with self._db.transaction() as session:
+                count = await repository.prune(
+                    session, model, before_id=before_id, limit=PRUNE_SLICE
+                )
+            deleted += count
+            if count < PRUNE_SLICE:
+                break
+        return deleted
 
     # --- notifications ----------------------------------------------------------------
 

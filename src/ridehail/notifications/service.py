@@ -19,6 +19,7 @@ from ridehail.kernel.clock import utcnow
 from ridehail.kernel.errors import Conflict, InvalidRequest, NotFound
 from ridehail.kernel.ids import new_id
 from ridehail.notifications import repository
+from ridehail.notifications.destinations import refusal
 from ridehail.notifications.domain import (
     DEFAULT_PREFERENCES,
     USER_TOPICS,
@@ -199,12 +200,22 @@ async def set_preferences(
 # --- Webhook endpoints --------------------------------------------------------------------
 
 
-def check_url(url: str) -> str:
-    parts = urlsplit(url)
+def check_url(url: str, *, allow_private_networks: bool = False) -> str:
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range or not a number
+    except ValueError as exc:
+        raise InvalidRequest(f"url is not a valid URL: {exc}") from exc
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InvalidRequest("url must be an absolute http or https URL")
     if parts.username or parts.password:
         raise InvalidRequest("url must not carry credentials")
+    reason = None if allow_private_networks else refusal(parts.hostname)
+    if reason is not None:
+        raise InvalidRequest(
+            f"url must name a public host, not the {reason} (webhooks are sent to public "
+            "addresses only unless RIDEHAIL_WEBHOOK_ALLOW_PRIVATE_NETWORKS is set)"
+        )
     return url
 
 
@@ -217,11 +228,16 @@ def check_topics(topics: list[str]) -> list[str]:
 
 
 async def create_endpoint(
-    session: AsyncSession, *, url: str, events: list[str], created_by: str
+    session: AsyncSession,
+    *,
+    url: str,
+    events: list[str],
+    created_by: str,
+    allow_private_networks: bool = False,
 ) -> WebhookEndpoint:
     endpoint = WebhookEndpoint(
         id=new_id("whk"),
-        url=check_url(url),
+        url=check_url(url, allow_private_networks=allow_private_networks),
         events=check_topics(events),
         secret="whsec_" + secrets.token_urlsafe(32),
         created_by=created_by,
