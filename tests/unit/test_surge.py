@@ -7,11 +7,15 @@ from decimal import Decimal
 
 import h3
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from ridehail.kernel.geo import haversine_m
 from ridehail.pricing.surge import (
     CellCounts,
     SurgePolicy,
     cell_of,
+    cell_reach_m,
     centre_of,
     compute_surge,
     disk,
@@ -123,3 +127,26 @@ def test_policy_refuses_nonsense() -> None:
         SurgePolicy(cap=D("0.5"))
     with pytest.raises(ValueError, match="finite"):
         SurgePolicy(sensitivity=D("NaN"))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    lat=st.floats(min_value=-85, max_value=85),
+    lon=st.floats(min_value=-180, max_value=180),
+    resolution=st.integers(min_value=5, max_value=10),
+)
+def test_cell_reach_holds_the_whole_cell(lat: float, lon: float, resolution: int) -> None:
+    """The supply query around a cell's centre finds every driver in the cell: its corners
+    and points along its edges are within reach, and the reach is not much more."""
+    cell = cell_of(lat, lon, resolution)
+    reach = cell_reach_m(cell)
+    clat, clon = centre_of(cell)
+    corners = list(h3.cell_to_boundary(cell))
+    for (alat, alon), (blat, blon) in zip(corners, corners[1:] + corners[:1], strict=True):
+        for t in (0.0, 0.25, 0.5, 0.75):
+            plat, plon = alat + (blat - alat) * t, alon + (blon - alon) * t
+            if abs(blon - alon) > 180:  # an edge across the antimeridian
+                continue
+            assert haversine_m(clat, clon, plat, plon) <= reach
+    # One query per centre reached 5.6 average edges, to hold a whole k=1 disk.
+    assert reach <= 2.0 * h3.average_hexagon_edge_length(resolution, unit="m")

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ridehail.contracts import DriverWentOffline
-from ridehail.db import add_event
+from ridehail.db import add_event, one_of
 from ridehail.drivers.models import Driver
 from ridehail.kernel.clock import utcnow
 from ridehail.kernel.errors import NotFound, PermissionDenied
@@ -102,17 +102,17 @@ class DispatchProfile:
 async def dispatch_profiles(
     session: AsyncSession, driver_ids: Collection[str]
 ) -> dict[str, DispatchProfile]:
-    """The active drivers among ``driver_ids`` who want offers, with their profiles."""
-    if not driver_ids:
-        return {}
-    result = await session.execute(
-        select(Driver.id, Driver.vehicle_seats, Driver.availability_changed_at).where(
-            Driver.id.in_(list(driver_ids)),
-            Driver.availability == Availability.AVAILABLE.value,
-            Driver.is_active.is_(True),
+    """The active drivers among ``driver_ids`` (any number) who want offers, with their
+    profiles."""
+    profiles: dict[str, DispatchProfile] = {}
+    for among in one_of(session, Driver.id, driver_ids):
+        result = await session.execute(
+            select(Driver.id, Driver.vehicle_seats, Driver.availability_changed_at).where(
+                among,
+                Driver.availability == Availability.AVAILABLE.value,
+                Driver.is_active.is_(True),
+            )
         )
-    )
-    return {
-        driver_id: DispatchProfile(seats=seats, available_since=since)
-        for driver_id, seats, since in result.all()
-    }
+        for driver_id, seats, since in result.all():
+            profiles[driver_id] = DispatchProfile(seats=seats, available_since=since)
+    return profiles

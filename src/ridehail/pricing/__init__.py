@@ -33,10 +33,10 @@ from ridehail.pricing.surge import (
     SurgeCell,
     SurgePolicy,
     cell_of,
+    cell_reach_m,
     centre_of,
     compute_surge,
     disk,
-    disk_reach_m,
 )
 
 __all__ = [
@@ -53,12 +53,12 @@ __all__ = [
     "SurgePolicy",
     "SurgeQuote",
     "cell_of",
+    "cell_reach_m",
     "centre_of",
     "compute_fare",
     "compute_surge",
     "current_multipliers",
     "disk",
-    "disk_reach_m",
     "estimate_difference",
     "estimate_fare",
     "estimate_route",

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, select
@@ -23,15 +24,17 @@ async def multipliers(session: AsyncSession) -> dict[str, str]:
 
 
 async def upsert_cells(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
-    table = SurgeCellRow.__table__
-    for row in rows:
-        stmt = upsert_into(session, table).values(**row)
-        updates = {k: stmt.excluded[k] for k in row if k != "cell"}
-        await session.execute(stmt.on_conflict_do_update(index_elements=["cell"], set_=updates))
+    """One statement for all the rows (executemany), not one compiled per row: a busy city
+    has a couple of thousand cells, and compiling an upsert each took a second."""
+    if not rows:
+        return
+    stmt = upsert_into(session, SurgeCellRow.__table__)
+    updates = {k: stmt.excluded[k] for k in rows[0] if k != "cell"}
+    await session.execute(
+        stmt.on_conflict_do_update(index_elements=["cell"], set_=updates), list(rows)
+    )
 
 
-async def delete_cells_except(session: AsyncSession, keep: Collection[str]) -> None:
-    stmt = delete(SurgeCellRow)
-    if keep:
-        stmt = stmt.where(SurgeCellRow.cell.not_in(list(keep)))
-    await session.execute(stmt)
+async def delete_cells_updated_before(session: AsyncSession, before: datetime) -> None:
+    """Every cell the last save did not write (it wrote its time into each it kept)."""
+    await session.execute(delete(SurgeCellRow).where(SurgeCellRow.updated_at < before))

@@ -152,12 +152,10 @@ async def save_surge(
     """Make ``cells`` the table: cells with demand, supply or surge are upserted, every
     other row is removed (the table holds only what is going on)."""
     rows: list[dict[str, Any]] = []
-    kept: list[str] = []
     for cell in cells.values():
         if cell.demand == 0 and cell.supply == 0 and cell.multiplier <= ONE:
             continue
         lat, lon = centre_of(cell.cell)
-        kept.append(cell.cell)
         rows.append(
             {
                 "cell": cell.cell,
@@ -170,5 +168,5 @@ async def save_surge(
                 "updated_at": now,
             }
         )
-    await repository.delete_cells_except(session, kept)
     await repository.upsert_cells(session, rows)
+    await repository.delete_cells_updated_before(session, now)

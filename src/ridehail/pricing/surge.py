@@ -35,6 +35,8 @@ from decimal import ROUND_FLOOR, Decimal
 
 import h3
 
+from ridehail.kernel.geo import haversine_m
+
 ONE = Decimal(1)
 
 
@@ -143,8 +145,10 @@ def centre_of(cell: str) -> tuple[float, float]:
     return float(lat), float(lon)
 
 
-def disk_reach_m(resolution: int) -> float:
-    """A radius around a cell's centre that holds its whole k=1 disk, with margin: the
-    farthest vertex of a neighbour is about (sqrt 3 + 1) edges away; H3 edges vary by up to
-    about 2x around the average over the globe."""
-    return float(h3.average_hexagon_edge_length(resolution, unit="m")) * 2.8 * 2.0
+def cell_reach_m(cell: str) -> float:
+    """A radius around a cell's centre that holds the whole cell: its farthest vertex, and
+    a metre and a per cent more (the boundary between vertices is a geodesic, which may bulge
+    past the chord by a little)."""
+    lat, lon = centre_of(cell)
+    farthest = max(haversine_m(lat, lon, vlat, vlon) for vlat, vlon in h3.cell_to_boundary(cell))
+    return farthest * 1.01 + 1.0

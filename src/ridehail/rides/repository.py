@@ -10,6 +10,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from ridehail.db import one_of
 from ridehail.kernel.errors import Conflict
 from ridehail.rides.domain import DRIVER_ACTIVE, RideStatus
 from ridehail.rides.models import Ride
@@ -105,15 +106,17 @@ async def list_rides(
 
 
 async def drivers_with_active_rides(session: AsyncSession, driver_ids: Collection[str]) -> set[str]:
-    if not driver_ids:
-        return set()
-    result = await session.execute(
-        select(Ride.driver_id).where(
-            Ride.driver_id.in_(list(driver_ids)),
-            Ride.status.in_([s.value for s in DRIVER_ACTIVE]),
+    """Those of ``driver_ids`` (any number) on a ride now."""
+    busy: set[str] = set()
+    for among in one_of(session, Ride.driver_id, driver_ids):
+        result = await session.execute(
+            select(Ride.driver_id).where(
+                among,
+                Ride.status.in_([s.value for s in DRIVER_ACTIVE]),
+            )
         )
-    )
-    return {d for d in result.scalars() if d is not None}
+        busy.update(d for d in result.scalars() if d is not None)
+    return busy
 
 
 async def pickup_demand(session: AsyncSession, since: datetime) -> dict[str, int]:
