@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from ridehail.kernel.geo import EARTH_RADIUS_M, haversine_m, offset
@@ -182,6 +182,17 @@ offsets = st.tuples(st.floats(min_value=-3_000, max_value=3_000), st.floats(-3_0
     query=st.integers(min_value=0, max_value=7),
     radius=st.floats(min_value=0, max_value=8_000),
     limit=st.integers(min_value=1, max_value=6),
+)
+# Found by hypothesis: four drivers at one point, asked from 1.6 cm away; the planar bound
+# pruned the last tie (the haversine's rounding is absolute at that distance).
+@example(
+    centre=(52.52, 13.405),
+    cell_m=50.0,
+    pool=[(0.0, 1.0), (0.015625, 1.0)],
+    sent=[(0, 0, 0), (1, 0, 0), (3, 0, 0), (2, 0, 0)],
+    query=1,
+    radius=1.0,
+    limit=3,
 )
 async def test_nearest_matches_brute_force_with_ties(
     centre: tuple[float, float],

@@ -101,6 +101,13 @@ def _half_width_deg(reach_m: float, latitude: float) -> float:
     return math.degrees(math.asin(ratio))
 
 
+#: The planar key is a lower bound only up to the haversine's own rounding, which is
+#: absolute (radians of latitudes near 1 rad subtracted: about 1e-9 m), so relative slack
+#: cannot cover it at sub-centimetre distances: drivers at one point, asked from 1.6 cm
+#: away, were pruned as farther than a tie. A micrometre more covers it.
+_PRUNE_SLACK_M = 1e-6
+
+
 def _lower_bound_scale(half_angle_max: float) -> float:
     """Metres per unit of planar key root that never exceed the haversine distance.
 
@@ -636,7 +643,7 @@ class InMemoryLocationStore:
         horizon = self._horizon_us
         best: list[Hit] = []
         tau = radius
-        threshold = (tau * inverse_scale) ** 2
+        threshold = ((tau + _PRUNE_SLACK_M) * inverse_scale) ** 2
         stale: list[int] = []
         growth = self._grid.row_deg * METERS_PER_DEGREE_LAT / 2
         reach = 0.0
@@ -674,7 +681,7 @@ class InMemoryLocationStore:
                         insort(best, (distance, ids[slot], slot))
                         best.pop()
                     tau = best[-1][0]
-                    threshold = (tau * inverse_scale) ** 2
+                    threshold = ((tau + _PRUNE_SLACK_M) * inverse_scale) ** 2
             if reach >= radius or (len(best) >= limit and tau <= reach):
                 break
         for slot in stale:
