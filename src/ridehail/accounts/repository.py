@@ -7,6 +7,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ridehail.accounts.models import Account
+from ridehail.db import one_of
 from ridehail.kernel.errors import AlreadyExists
 
 
@@ -29,7 +30,7 @@ async def get_by_email(session: AsyncSession, email: str) -> Account | None:
 
 
 async def get_many(session: AsyncSession, account_ids: Collection[str]) -> list[Account]:
-    if not account_ids:
-        return []
-    result = await session.execute(select(Account).where(Account.id.in_(list(account_ids))))
-    return list(result.scalars())
+    found: list[Account] = []
+    for among in one_of(session, Account.id, account_ids):
+        found.extend((await session.execute(select(Account).where(among))).scalars())
+    return found

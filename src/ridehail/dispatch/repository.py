@@ -9,7 +9,7 @@ from typing import Any, cast
 from sqlalchemy import Table, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ridehail.db import is_postgresql, upsert_into
+from ridehail.db import is_postgresql, one_of, upsert_into
 from ridehail.dispatch.models import Candidate, DriverState, Offer, Search
 
 PENDING = "pending"
@@ -29,25 +29,28 @@ async def lock_searches(
     the ids locked; with ``skip_locked``, searches busy elsewhere are left out."""
     if not ride_ids:
         return set()
-    stmt = select(Search.ride_id).where(Search.ride_id.in_(sorted(ride_ids)))
-    stmt = stmt.order_by(Search.ride_id).with_for_update(skip_locked=skip_locked)
-    return set((await session.execute(stmt)).scalars())
+    locked: set[str] = set()
+    # Sorted before slicing: on SQLite the slices lock in order too.
+    for among in one_of(session, Search.ride_id, sorted(ride_ids)):
+        stmt = select(Search.ride_id).where(among).order_by(Search.ride_id)
+        stmt = stmt.with_for_update(skip_locked=skip_locked)
+        locked.update((await session.execute(stmt)).scalars())
+    return locked
 
 
 async def existing_searches(session: AsyncSession, ride_ids: Collection[str]) -> set[str]:
-    if not ride_ids:
-        return set()
-    stmt = select(Search.ride_id).where(Search.ride_id.in_(list(ride_ids)))
-    return set((await session.execute(stmt)).scalars())
+    found: set[str] = set()
+    for among in one_of(session, Search.ride_id, ride_ids):
+        found.update((await session.execute(select(Search.ride_id).where(among))).scalars())
+    return found
 
 
 async def active_searches(session: AsyncSession, ride_ids: Collection[str]) -> set[str]:
-    if not ride_ids:
-        return set()
-    stmt = select(Search.ride_id).where(
-        Search.ride_id.in_(list(ride_ids)), Search.state == "active"
-    )
-    return set((await session.execute(stmt)).scalars())
+    found: set[str] = set()
+    for among in one_of(session, Search.ride_id, ride_ids):
+        stmt = select(Search.ride_id).where(among, Search.state == "active")
+        found.update((await session.execute(stmt)).scalars())
+    return found
 
 
 async def claim_due_searches(session: AsyncSession, now: datetime, limit: int) -> list[Search]:
@@ -72,16 +75,17 @@ async def offer_history(
     """Of ``driver_ids``: who holds an open offer (pending, even if overdue: the database
     refuses them another until it is marked expired), and each one's (accepted, answered)
     offer counts."""
-    if not driver_ids:
-        return set(), {}
-    result = await session.execute(
-        select(Offer.driver_id, Offer.status, func.count())
-        .where(Offer.driver_id.in_(list(driver_ids)))
-        .group_by(Offer.driver_id, Offer.status)
-    )
+    rows: list[Any] = []
+    for among in one_of(session, Offer.driver_id, driver_ids):
+        result = await session.execute(
+            select(Offer.driver_id, Offer.status, func.count())
+            .where(among)
+            .group_by(Offer.driver_id, Offer.status)
+        )
+        rows.extend(result.all())
     holding: set[str] = set()
     counts: dict[str, tuple[int, int]] = {}
-    for driver_id, status, n in result.all():
+    for driver_id, status, n in rows:
         if status == PENDING:
             holding.add(driver_id)
         elif status in ANSWERED:
@@ -93,23 +97,21 @@ async def offer_history(
 async def offered_pairs(session: AsyncSession, ride_ids: Collection[str]) -> set[tuple[str, str]]:
     """(ride, driver) pairs that already had an offer: a ride is never offered twice to one
     driver (not after a decline, an expiry or the driver giving the ride back)."""
-    if not ride_ids:
-        return set()
-    result = await session.execute(
-        select(Offer.ride_id, Offer.driver_id).where(Offer.ride_id.in_(list(ride_ids)))
-    )
-    return {(a, b) for a, b in result.all()}
+    pairs: set[tuple[str, str]] = set()
+    for among in one_of(session, Offer.ride_id, ride_ids):
+        result = await session.execute(select(Offer.ride_id, Offer.driver_id).where(among))
+        pairs.update((a, b) for a, b in result.all())
+    return pairs
 
 
 async def last_trip_ends(session: AsyncSession, driver_ids: Collection[str]) -> dict[str, datetime]:
-    if not driver_ids:
-        return {}
-    result = await session.execute(
-        select(DriverState.driver_id, DriverState.last_trip_ended_at).where(
-            DriverState.driver_id.in_(list(driver_ids))
+    ends: dict[str, datetime] = {}
+    for among in one_of(session, DriverState.driver_id, driver_ids):
+        result = await session.execute(
+            select(DriverState.driver_id, DriverState.last_trip_ended_at).where(among)
         )
-    )
-    return {driver_id: at for driver_id, at in result.all()}  # noqa: C416 (Row, not tuple)
+        ends.update((driver_id, at) for driver_id, at in result.all())
+    return ends
 
 
 async def record_trip_end(session: AsyncSession, *, driver_id: str, at: datetime) -> None:
@@ -185,16 +187,13 @@ async def open_offers_for_rides(
     session: AsyncSession, ride_ids: Collection[str], now: datetime
 ) -> dict[str, list[Offer]]:
     """The pending, unexpired offers of each of ``ride_ids``."""
-    if not ride_ids:
-        return {}
-    result = await session.execute(
-        select(Offer).where(
-            Offer.ride_id.in_(list(ride_ids)), Offer.status == PENDING, Offer.expires_at > now
-        )
-    )
     found: dict[str, list[Offer]] = {}
-    for offer in result.scalars():
-        found.setdefault(offer.ride_id, []).append(offer)
+    for among in one_of(session, Offer.ride_id, ride_ids):
+        result = await session.execute(
+            select(Offer).where(among, Offer.status == PENDING, Offer.expires_at > now)
+        )
+        for offer in result.scalars():
+            found.setdefault(offer.ride_id, []).append(offer)
     return found
 
 
@@ -242,19 +241,16 @@ async def rides_with_overdue_offers(session: AsyncSession, now: datetime) -> set
 
 async def expire_offers(session: AsyncSession, ride_ids: Collection[str], now: datetime) -> int:
     """Mark the overdue pending offers of ``ride_ids`` expired."""
-    if not ride_ids:
-        return 0
-    result = await session.execute(
-        update(Offer)
-        .where(
-            Offer.ride_id.in_(list(ride_ids)),
-            Offer.status == PENDING,
-            Offer.expires_at <= now,
+    expired = 0
+    for among in one_of(session, Offer.ride_id, ride_ids):
+        result = await session.execute(
+            update(Offer)
+            .where(among, Offer.status == PENDING, Offer.expires_at <= now)
+            .values(status="expired")
+            .execution_options(synchronize_session=False)
         )
-        .values(status="expired")
-        .execution_options(synchronize_session=False)
-    )
-    return int(result.rowcount)  # type: ignore[attr-defined]
+        expired += int(result.rowcount)  # type: ignore[attr-defined]
+    return expired
 
 
 async def withdraw_offers(
@@ -272,11 +268,10 @@ async def withdraw_offers(
 
 
 async def wake_searches(session: AsyncSession, ride_ids: Collection[str], now: datetime) -> None:
-    if not ride_ids:
-        return
-    await session.execute(
-        update(Search)
-        .where(Search.ride_id.in_(list(ride_ids)), Search.state == "active")
-        .values(next_check_at=now)
-        .execution_options(synchronize_session=False)
-    )
+    for among in one_of(session, Search.ride_id, ride_ids):
+        await session.execute(
+            update(Search)
+            .where(among, Search.state == "active")
+            .values(next_check_at=now)
+            .execution_options(synchronize_session=False)
+        )

@@ -30,12 +30,13 @@ async def get(session: AsyncSession, ride_id: str) -> Ride | None:
 
 
 async def get_many(session: AsyncSession, ride_ids: Collection[str]) -> dict[str, Ride]:
-    if not ride_ids:
-        return {}
-    result = await session.execute(
-        select(Ride).where(Ride.id.in_(list(ride_ids))).execution_options(populate_existing=True)
-    )
-    return {ride.id: ride for ride in result.scalars()}
+    found: dict[str, Ride] = {}
+    for among in one_of(session, Ride.id, ride_ids):
+        result = await session.execute(
+            select(Ride).where(among).execution_options(populate_existing=True)
+        )
+        found.update((ride.id, ride) for ride in result.scalars())
+    return found
 
 
 async def searching_since_before(session: AsyncSession, before: datetime, limit: int) -> list[str]:
