@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
+import h3
 import pytest
 import redis.asyncio as aioredis
 from hypothesis import given, settings
@@ -255,6 +256,99 @@ async def test_drivers_across_the_antimeridian_are_found(store: DriverLocationSt
     assert [hit.driver_id for hit in found] == ["east", "west"]
     assert found[1].distance_m == pytest.approx(2_224, abs=2)
     assert await search(store, at=(0.0, -179.999), radius_m=5_000) == ["west", "east"]
+
+
+# --- drivers per cell ---------------------------------------------------------------------
+
+
+def scatter(
+    n: int, spread_m: float, seed: int, around: tuple[float, float] = CENTRE
+) -> dict[str, tuple[float, float]]:
+    """``n`` drivers in a square ``2 * spread_m`` wide."""
+    rng = random.Random(seed)
+    return {
+        f"d{i}": offset(
+            *around,
+            north_m=rng.uniform(-spread_m, spread_m),
+            east_m=rng.uniform(-spread_m, spread_m),
+        )
+        for i in range(n)
+    }
+
+
+@pytest.mark.parametrize("k", [1, 6], ids=["few cells", "many cells"])
+async def test_drivers_in_cells_places_each_fresh_driver_in_its_cell(
+    store: DriverLocationStore, k: int
+) -> None:
+    """Few cells are searched around one by one; a disk of 127 cells is what the Redis store
+    reads whole, region by region (the other test below proves which way it went)."""
+    centre_cell = h3.latlng_to_cell(*CENTRE, 8)
+    cells = set(h3.grid_disk(centre_cell, k))
+    placed = scatter(600, 4_000.0 if k > 1 else 1_500.0, seed=k)
+    await store.record_many([fix(d, *p) for d, p in placed.items()])
+    # Stale, forgotten, moved: each judged by its live fix.
+    await store.record(fix("stale", *CENTRE, at_s=-61))
+    await store.record(fix("gone", *CENTRE))
+    await store.forget("gone")
+    await store.record(fix("d0", *CENTRE, at_s=5))
+    placed["d0"] = CENTRE
+    expected = {
+        d: h3.latlng_to_cell(*p, 8) for d, p in placed.items() if h3.latlng_to_cell(*p, 8) in cells
+    }
+    assert expected["d0"] == centre_cell
+    assert 20 < len(expected) < len(placed)  # some inside, some outside the cells
+    assert await store.drivers_in_cells(cells, fresh_since=FRESH_SINCE) == expected
+    # Fresher than everyone: nobody.
+    later = NOW + timedelta(seconds=30)
+    assert await store.drivers_in_cells(cells, fresh_since=later) == {}
+
+
+async def test_drivers_in_cells_asks_cells_of_one_resolution(store: DriverLocationStore) -> None:
+    assert await store.drivers_in_cells(set(), fresh_since=FRESH_SINCE) == {}
+    await store.record(fix("d1", *CENTRE))
+    mixed = {h3.latlng_to_cell(*CENTRE, 8), h3.latlng_to_cell(*CENTRE, 9)}
+    with pytest.raises(ValueError, match="one resolution"):
+        await store.drivers_in_cells(mixed, fresh_since=FRESH_SINCE)
+    with pytest.raises(ValueError, match="one resolution"):
+        await store.drivers_in_cells({"not a cell"}, fresh_since=FRESH_SINCE)
+
+
+@pytest.mark.redis
+async def test_drivers_in_cells_reads_busy_regions_whole(
+    redis_client: aioredis.Redis, redis_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Many cells of a region: no search per cell, one scan of the region, in pages (more
+    members than a page); a leftover member in a region its driver has left is skipped."""
+    store = redis_store_at_now(redis_client, redis_prefix)
+    searches: list[float] = []
+    real_nearest = store.nearest
+
+    async def counted(**query: Any) -> Any:
+        searches.append(query["radius_m"])
+        return await real_nearest(**query)
+
+    monkeypatch.setattr(store, "nearest", counted)
+    # Around the middle of a region, so that every cell asked lies well inside it.
+    middle = h3.cell_to_latlng(store.region_of(*CENTRE))
+    placed = scatter(2_500, 2_500.0, seed=11, around=middle)
+    await store.record_many([fix(d, *p) for d, p in placed.items()])
+    far = offset(*middle, north_m=100_000, east_m=0)
+    far_middle = h3.cell_to_latlng(store.region_of(*far))
+    far_geo, _far_seen = store.region_keys(store.region_of(*far))
+    await redis_client.zadd(far_geo, {"d1": geo_score(*far_middle)})  # d1 is not there
+    cells = set(h3.grid_disk(h3.latlng_to_cell(*middle, 8), 5))
+    cells |= set(h3.grid_disk(h3.latlng_to_cell(*far_middle, 8), 5))
+    expected = {
+        d: h3.latlng_to_cell(*p, 8) for d, p in placed.items() if h3.latlng_to_cell(*p, 8) in cells
+    }
+    assert len(expected) > 1_000
+    assert await store.drivers_in_cells(cells, fresh_since=FRESH_SINCE) == expected
+    assert searches == []
+    # A handful of cells: searched around, with the same answer as the whole reading.
+    few = set(h3.grid_disk(h3.latlng_to_cell(*middle, 8), 1))
+    found = await store.drivers_in_cells(few, fresh_since=FRESH_SINCE)
+    assert found == {d: c for d, c in expected.items() if c in few}
+    assert len(searches) == len(few)
 
 
 # --- traces -------------------------------------------------------------------------------

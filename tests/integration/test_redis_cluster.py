@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import h3
 import pytest
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
@@ -92,14 +93,12 @@ async def test_a_cluster_client_takes_the_cluster_path(client: RedisCluster, pre
     assert await ids_near(store, CENTRE, 1_000) == ["d1"]
 
 
-async def test_search_merges_regions_held_by_different_masters(
-    client: RedisCluster, prefix: str
-) -> None:
-    store = make_store(client, prefix)
-    # Walk east from the centre to the first region border whose two sides live on
-    # different masters.
+def border_between_masters(
+    client: RedisCluster, store: RedisLocationStore
+) -> tuple[list[tuple[float, float]], int]:
+    """Points every 100 m east of the centre, and the index of the first one across a
+    region border whose two sides live on different masters."""
     east = [offset(*CENTRE, north_m=0, east_m=100.0 * n) for n in range(3_000)]
-    border = None
     for n in range(20, len(east) - 20):
         west_region, east_region = store.region_of(*east[n - 1]), store.region_of(*east[n])
         if west_region == east_region:
@@ -107,9 +106,15 @@ async def test_search_merges_regions_held_by_different_masters(
         west_node = client.get_node_from_key(store.region_keys(west_region)[0])
         east_node = client.get_node_from_key(store.region_keys(east_region)[0])
         if west_node.name != east_node.name:
-            border = n
-            break
-    assert border is not None, "no region border between two masters within 300 km"
+            return east, n
+    raise AssertionError("no region border between two masters within 300 km")
+
+
+async def test_search_merges_regions_held_by_different_masters(
+    client: RedisCluster, prefix: str
+) -> None:
+    store = make_store(client, prefix)
+    east, border = border_between_masters(client, store)
     west_key = store.region_keys(store.region_of(*east[border - 1]))[0]
     east_key = store.region_keys(store.region_of(*east[border]))[0]
     slot_west = await client.execute_command("CLUSTER KEYSLOT", west_key)
@@ -130,6 +135,40 @@ async def test_search_merges_regions_held_by_different_masters(
     assert {d[0] for d in expected[:2]} == {"w", "e"}  # the nearest two: one per side
     assert await ids_near(store, query, 2_000, limit=3) == expected[:3]
     assert await store.current("w0") == fix("w0", *placed["w0"])
+
+
+@pytest.mark.parametrize("k", [1, 6], ids=["few cells", "many cells"])
+async def test_drivers_in_cells_across_masters(client: RedisCluster, prefix: str, k: int) -> None:
+    """Supply per cell around a region border whose sides live on different masters: cells
+    searched around one by one (few) or regions read whole, page by page (many)."""
+    store = make_store(client, prefix)
+    east, border = border_between_masters(client, store)
+    rng = random.Random(k)
+    spread = [(rng.uniform(-3_000, 3_000), rng.uniform(-3_000, 3_000)) for _ in range(1_500)]
+    placed = {
+        f"d{i}": offset(*east[border], north_m=n, east_m=e) for i, (n, e) in enumerate(spread)
+    }
+    await store.record_many([fix(driver, *point) for driver, point in placed.items()])
+    assert len({store.region_of(*point) for point in placed.values()}) >= 2
+    cells = set(h3.grid_disk(h3.latlng_to_cell(*east[border], 8), k))
+    expected = {
+        d: h3.latlng_to_cell(*p, 8) for d, p in placed.items() if h3.latlng_to_cell(*p, 8) in cells
+    }
+    assert {store.region_of(*placed[d]) for d in expected} >= {
+        store.region_of(*east[border - 1]),
+        store.region_of(*east[border]),
+    }
+    assert await store.drivers_in_cells(cells, fresh_since=FRESH_SINCE) == expected
+    # A search returning that many drivers reads their states across hundreds of slots
+    # (it ran out of connections when each slot's MGET was a call of its own).
+    everyone = await store.nearest(
+        latitude=east[border][0],
+        longitude=east[border][1],
+        radius_m=10_000,
+        limit=2_000,
+        fresh_since=FRESH_SINCE,
+    )
+    assert {hit.driver_id for hit in everyone} == set(placed)
 
 
 async def test_search_across_the_antimeridian(client: RedisCluster, prefix: str) -> None:

@@ -10,12 +10,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ridehail.kernel.geo import haversine_m
+from ridehail.kernel.geo import cell_reach_m, haversine_m
 from ridehail.pricing.surge import (
     CellCounts,
     SurgePolicy,
     cell_of,
-    cell_reach_m,
     centre_of,
     compute_surge,
     disk,

@@ -7,18 +7,18 @@ availability (supply: available, active drivers not on a ride whose fix is fresh
 is pricing's pure :func:`~ridehail.pricing.compute_surge`.
 
 Which cells: the "centres" are the cells with demand in the window plus the cells surging
-now (so that they can fall back); each is looked at with its k=1 disk (smoothing). Supply is
-counted by one ``nearest`` query per cell of the union of the disks, its radius just holding
-the cell, so every cell has its complete count and a driver is found about once or twice.
-(One query per centre holding its whole disk found each driver a dozen times over: in a
-city with demand everywhere, 50,000 drivers, it was 1.8 million hits every 15 s, and the
-dispatcher sharing the process waited seconds behind them.) Several processes may run it:
-each run rewrites the table from the same inputs (last writer wins), which is harmless.
+now (so that they can fall back); each is looked at with its k=1 disk (smoothing). Supply
+is the store's ``drivers_in_cells`` over the union of the disks: each fresh driver placed in
+its cell, in one pass over the regions where many cells are wanted (the Redis store) or by a
+search per cell. (A search per cell found each driver a couple of times and built a full
+hit for each: seconds of the process's CPU per update in a 50,000-driver city with demand
+everywhere, which the dispatcher sharing the process waited behind.) Several processes may
+run it: each run rewrites the table from the same inputs (last writer wins), which is
+harmless.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
 from datetime import datetime, timedelta
 
@@ -27,18 +27,15 @@ from prometheus_client import Gauge
 
 from ridehail import drivers, locations, pricing, rides
 from ridehail.background import BackgroundLoop
-from ridehail.db import Database
+from ridehail.db import Database, in_slices
 from ridehail.kernel.clock import utcnow
 
 log = structlog.get_logger("ridehail.surge")
 
 SURGING = Gauge("ridehail_surge_cells_surging", "Cells with a surge multiplier above 1")
 
-#: Drivers asked of the store around one cell (under a km² at the default resolution 8).
-SUPPLY_LIMIT_PER_CELL = 2_000
-#: Store queries in flight at once: few, so that the dispatcher's own searches (same
-#: process, same store) never queue behind a long line of these.
-_CONCURRENT_QUERIES = 4
+#: Driver ids per availability query.
+_IDS_PER_QUERY = 5_000
 
 
 class SurgeUpdater(BackgroundLoop):
@@ -79,7 +76,7 @@ class SurgeUpdater(BackgroundLoop):
         centres = set(demand) | {c for c, m in current.items() if m > 1}
         cells = {n for c in centres for n in pricing.disk(c)}
         read = time.perf_counter()
-        supply = await self._supply(centres, cells, now - self._stale)
+        supply = await self._supply(cells, now - self._stale)
         counted = time.perf_counter()
         counts = {
             c: pricing.CellCounts(demand=demand.get(c, 0), supply=supply.get(c, 0)) for c in cells
@@ -99,43 +96,18 @@ class SurgeUpdater(BackgroundLoop):
         SURGING.set(sum(1 for c in computed.values() if c.multiplier > 1))
         return computed
 
-    async def _supply(
-        self, centres: set[str], cells: set[str], fresh_since: datetime
-    ) -> dict[str, int]:
-        """Free drivers with a fresh position, counted per cell of ``cells``."""
-        if not centres:
+    async def _supply(self, cells: set[str], fresh_since: datetime) -> dict[str, int]:
+        """Free drivers with a fresh position, counted per cell of ``cells``. The store
+        places the drivers; the database says who is free, a slice of ids at a time so that
+        no one result holds the event loop for long (the dispatcher shares it)."""
+        if not cells:
             return {}
-        gate = asyncio.Semaphore(_CONCURRENT_QUERIES)
-        where: dict[str, str] = {}
-        # Circles around neighbouring cells overlap a little: a driver found twice is placed
-        # (an H3 lookup) once. Each cell's hits are placed as they come, between other work.
-        placed: set[str] = set()
-
-        async def around(cell: str) -> None:
-            lat, lon = pricing.centre_of(cell)
-            async with gate:
-                hits = await self._store.nearest(
-                    latitude=lat,
-                    longitude=lon,
-                    radius_m=pricing.cell_reach_m(cell),
-                    limit=SUPPLY_LIMIT_PER_CELL,
-                    fresh_since=fresh_since,
-                )
-            for hit in hits:
-                if hit.driver_id in placed:
-                    continue
-                placed.add(hit.driver_id)
-                cell = pricing.cell_of(hit.latitude, hit.longitude, self._resolution)
-                if cell in cells:
-                    where[hit.driver_id] = cell
-
-        await asyncio.gather(*(around(c) for c in sorted(cells)))
-        if not where:
-            return {}
-        async with self._db.read_only() as session:
-            free = set(await drivers.dispatch_profiles(session, where.keys()))
-            free -= await rides.drivers_with_active_rides(session, free)
+        where = await self._store.drivers_in_cells(cells, fresh_since=fresh_since)
         counts: dict[str, int] = {}
-        for driver_id in free:
-            counts[where[driver_id]] = counts.get(where[driver_id], 0) + 1
+        for ids in in_slices(where, _IDS_PER_QUERY):
+            async with self._db.read_only() as session:
+                free = await drivers.available_among(session, ids)
+                free -= await rides.drivers_with_active_rides(session, free)
+            for driver_id in free:
+                counts[where[driver_id]] = counts.get(where[driver_id], 0) + 1
         return counts

@@ -91,6 +91,21 @@ async def set_availability(
     return driver
 
 
+async def available_among(session: AsyncSession, driver_ids: Collection[str]) -> set[str]:
+    """The active drivers among ``driver_ids`` (any number) who want offers."""
+    available: set[str] = set()
+    for among in one_of(session, Driver.id, driver_ids):
+        result = await session.execute(
+            select(Driver.id).where(
+                among,
+                Driver.availability == Availability.AVAILABLE.value,
+                Driver.is_active.is_(True),
+            )
+        )
+        available.update(result.scalars())
+    return available
+
+
 @dataclass(frozen=True, slots=True)
 class DispatchProfile:
     """What dispatch needs of an available driver: seats, and since when available."""

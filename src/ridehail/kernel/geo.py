@@ -6,6 +6,8 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 
+import h3
+
 EARTH_RADIUS_M = 6_371_008.8
 METERS_PER_DEGREE_LAT = math.pi * EARTH_RADIUS_M / 180.0
 
@@ -72,3 +74,12 @@ def coarsen(lat: float, lon: float, *, cell_m: float = 100.0) -> tuple[float, fl
     snapped_lon = (math.floor(lon / step_lon) + 0.5) * step_lon
     snapped_lon = (snapped_lon + 180.0) % 360.0 - 180.0
     return round(snapped_lat, 6), round(snapped_lon, 6)
+
+
+def cell_reach_m(cell: str) -> float:
+    """A radius around an H3 cell's centre (``cell`` in hex) that holds the whole cell: its
+    farthest vertex, and a metre and a per cent more (the boundary between vertices is a
+    geodesic, which may bulge past the chord by a little)."""
+    lat, lon = h3.cell_to_latlng(cell)
+    farthest = max(haversine_m(lat, lon, vlat, vlon) for vlat, vlon in h3.cell_to_boundary(cell))
+    return farthest * 1.01 + 1.0

@@ -32,7 +32,7 @@ reports and then goes offline is not put back into search by a batch that was st
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
 from functools import partial
 from typing import Protocol, runtime_checkable
@@ -199,6 +199,11 @@ class CoalescingStore:
             limit=limit,
             fresh_since=fresh_since,
         )
+
+    async def drivers_in_cells(
+        self, cells: Collection[str], *, fresh_since: datetime
+    ) -> dict[str, str]:
+        return await self.inner.drivers_in_cells(cells, fresh_since=fresh_since)
 
     async def forget(self, driver_id: str) -> None:
         await self._settled()

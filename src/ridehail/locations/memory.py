@@ -35,13 +35,14 @@ import math
 import time
 from array import array
 from bisect import bisect_left, bisect_right, insort
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
 from functools import lru_cache
 from typing import Final, cast
 
 from ridehail.kernel.geo import EARTH_RADIUS_M, METERS_PER_DEGREE_LAT, haversine_m
 from ridehail.locations import records
+from ridehail.locations.cells import drivers_in_cells_by_search
 from ridehail.locations.ports import JUMP_SLACK_M, LocationFix, NearbyDriver, Recorded
 from ridehail.locations.records import from_us, nan_if_none, none_if_nan, to_us
 
@@ -439,6 +440,11 @@ class InMemoryLocationStore:
             )
             for distance, driver_id, slot in hits
         ]
+
+    async def drivers_in_cells(
+        self, cells: Collection[str], *, fresh_since: datetime
+    ) -> dict[str, str]:
+        return await drivers_in_cells_by_search(self.nearest, cells, fresh_since=fresh_since)
 
     async def forget(self, driver_id: str) -> None:
         slot = self._slot(driver_id)

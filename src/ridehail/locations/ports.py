@@ -8,7 +8,7 @@ the behavioural tests run unchanged against either.
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -137,6 +137,15 @@ class DriverLocationStore(Protocol):
     ) -> list[NearbyDriver]:
         """Drivers within ``radius_m`` whose live fix is not older than ``fresh_since``,
         nearest first, at most ``limit``."""
+        ...
+
+    async def drivers_in_cells(
+        self, cells: Collection[str], *, fresh_since: datetime
+    ) -> dict[str, str]:
+        """Every driver whose live fix is not older than ``fresh_since`` and lies in one of
+        ``cells`` (H3 cells in hex, all of one resolution), mapped to that cell: supply per
+        area for aggregates (surge), in one pass rather than a search per cell where the
+        store can."""
         ...
 
     async def forget(self, driver_id: str) -> None:

@@ -53,11 +53,11 @@ import math
 import re
 import struct
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import h3.api.basic_int as h3
 import msgspec
@@ -68,8 +68,9 @@ from redis.commands.core import AsyncScript
 from redis.crc import key_slot
 from redis.exceptions import NoScriptError
 
-from ridehail.kernel.geo import haversine_m
+from ridehail.kernel.geo import cell_reach_m, haversine_m
 from ridehail.locations import records, redis_lua
+from ridehail.locations.cells import drivers_in_cells_by_search, resolution_of
 from ridehail.locations.ports import (
     JUMP_SLACK_M,
     LocationFix,
@@ -117,6 +118,13 @@ _RADIUS_SLACK_M: Final = 2.0
 #: A search whose circle would touch more regions than this is refused: at resolution 5 it
 #: is a radius of several hundred kilometres, far beyond any dispatch or nearby view.
 MAX_SEARCH_REGIONS: Final = 2_000
+#: ``drivers_in_cells`` reads a region whole when at least 1/this of its cells are wanted.
+_SCAN_SHARE: Final = 8
+#: Members per ZSCAN page (a hint to Redis) and so per MGET of their states: small enough
+#: that placing a page holds the event loop for a millisecond or two, not more.
+_SCAN_PAGE: Final = 250
+#: Cells whose regions are worked out between two yields to the event loop.
+_PLAN_CELLS_PER_YIELD: Final = 64
 
 #: Query longitudes east of this (1 cm from the antimeridian) are searched from -180.
 _ANTIMERIDIAN_EAST: Final = 179.9999999
@@ -446,6 +454,72 @@ class RedisLocationStore:
                 return hits[:limit]
             count = min(count * _RETRY_GROWTH, _MAX_SEARCH_COUNT)
 
+    async def drivers_in_cells(
+        self, cells: Collection[str], *, fresh_since: datetime
+    ) -> dict[str, str]:
+        """Regions that many of ``cells`` touch are read whole (ZSCAN of the region, the
+        states of a page of members at a time, each placed with one H3 lookup); the cells of
+        the other regions are searched around one by one. In a city with demand
+        everywhere this reads each driver once, where a search per cell found each one a
+        couple of times and sorted, measured and dated every hit."""
+        if not cells:
+            return {}
+        resolution = resolution_of(cells)
+        wanted = {h3.str_to_int(cell): cell for cell in cells}
+        regions_of: dict[int, list[str]] = {}
+        touching: dict[str, int] = {}
+        for n, (cell, name) in enumerate(wanted.items(), 1):
+            if n % _PLAN_CELLS_PER_YIELD == 0:
+                await asyncio.sleep(0)  # a city's cells take a while: let others run
+            lat, lon = h3.cell_to_latlng(cell)
+            reach = cell_reach_m(name) * _RADIUS_SLACK_RATIO + _RADIUS_SLACK_M
+            regions_of[cell] = self.regions_within(lat, lon, reach)
+            for region in regions_of[cell]:
+                touching[region] = touching.get(region, 0) + 1
+        # A region holds about 7 ** (resolution difference) cells: read it whole when an
+        # eighth of them are wanted.
+        whole = max(1, 7 ** (resolution - self._resolution) // _SCAN_SHARE)
+        scanned = sorted(region for region, n in touching.items() if n >= whole)
+        since_us = to_us(fresh_since)
+        where: dict[str, str] = {}
+        for region in scanned:
+            await self._scan_region(region, wanted, resolution, since_us, where)
+        rest = [wanted[c] for c, regions in regions_of.items() if not set(regions) <= set(scanned)]
+        if rest:
+            where.update(
+                await drivers_in_cells_by_search(self.nearest, rest, fresh_since=fresh_since)
+            )
+        return where
+
+    async def _scan_region(
+        self,
+        region: str,
+        wanted: Mapping[int, str],
+        resolution: int,
+        since_us: int,
+        where: dict[str, str],
+    ) -> None:
+        """Place every fresh driver filed under ``region`` whose cell is wanted. ZSCAN
+        returns every member present for the whole scan, whatever is written meanwhile."""
+        key = self.region_keys(region)[0]
+        cursor = 0
+        while True:
+            cursor, page = await self._client.zscan(key, cursor, count=_SCAN_PAGE)
+            members = cast(list[tuple[bytes | str, float]], page)  # scores: the geohashes
+            ids = [_text(member) for member, _score in members]
+            states = await self._states(ids) if ids else []
+            for driver_id, state in zip(ids, states, strict=True):
+                if state is None or state[_STATE_REGION:].decode() != region:
+                    continue
+                micros, lat, lon = _CORE.unpack_from(state)
+                if micros < since_us:
+                    continue
+                cell = wanted.get(h3.latlng_to_cell(lat, lon, resolution))
+                if cell is not None:
+                    where[driver_id] = cell
+            if cursor == 0:
+                return
+
     def regions_within(self, latitude: float, longitude: float, radius_m: float) -> list[str]:
         """Every region that may hold a point within ``radius_m`` of the given one.
 
@@ -763,7 +837,9 @@ class RedisLocationStore:
         return found[:count], full
 
     async def _states(self, driver_ids: list[str]) -> list[bytes | None]:
-        """The raw state of each driver, by MGET (per slot on a cluster)."""
+        """The raw state of each driver, by MGET (per slot on a cluster, all in one
+        pipeline: redis-py sends each node its share in one go; a gather of one call per
+        slot took a connection per call and ran out of them past 100 per node)."""
         keys = [self.state_key(driver_id) for driver_id in driver_ids]
         if not self._cluster:
             values = await self._client.execute_command("MGET", *keys, **_RAW)
@@ -772,9 +848,10 @@ class RedisLocationStore:
         for index, key in enumerate(keys):
             by_slot.setdefault(key_slot(key.encode()), []).append(index)
         groups = list(by_slot.values())
-        replies = await asyncio.gather(
-            *(self._client.execute_command("MGET", *(keys[i] for i in g), **_RAW) for g in groups)
-        )
+        async with self._client.pipeline() as pipe:
+            for group in groups:
+                pipe.execute_command("MGET", *(keys[i] for i in group), **_RAW)
+            replies = await pipe.execute()
         states: list[bytes | None] = [None] * len(keys)
         for group, values in zip(groups, replies, strict=True):
             for index, value in zip(group, values, strict=True):

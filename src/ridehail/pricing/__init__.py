@@ -1,5 +1,6 @@
 """Pricing: fare estimates, final fares, fees and surge."""
 
+from ridehail.kernel.geo import cell_reach_m
 from ridehail.pricing.domain import (
     CANCELLATION,
     NO_SHOW,
@@ -33,7 +34,6 @@ from ridehail.pricing.surge import (
     SurgeCell,
     SurgePolicy,
     cell_of,
-    cell_reach_m,
     centre_of,
     compute_surge,
     disk,

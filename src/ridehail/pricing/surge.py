@@ -35,8 +35,6 @@ from decimal import ROUND_FLOOR, Decimal
 
 import h3
 
-from ridehail.kernel.geo import haversine_m
-
 ONE = Decimal(1)
 
 
@@ -143,12 +141,3 @@ def cell_of(latitude: float, longitude: float, resolution: int) -> str:
 def centre_of(cell: str) -> tuple[float, float]:
     lat, lon = h3.cell_to_latlng(cell)
     return float(lat), float(lon)
-
-
-def cell_reach_m(cell: str) -> float:
-    """A radius around a cell's centre that holds the whole cell: its farthest vertex, and
-    a metre and a per cent more (the boundary between vertices is a geodesic, which may bulge
-    past the chord by a little)."""
-    lat, lon = centre_of(cell)
-    farthest = max(haversine_m(lat, lon, vlat, vlon) for vlat, vlon in h3.cell_to_boundary(cell))
-    return farthest * 1.01 + 1.0
