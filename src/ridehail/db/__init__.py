@@ -8,6 +8,7 @@ from ridehail.db.base import (
     is_postgresql,
     one_of,
     upsert_into,
+    values_among,
 )
 from ridehail.db.engine import Database
 from ridehail.db.outbox import OutboxEvent, add_event, staged_events
@@ -24,4 +25,5 @@ __all__ = [
     "one_of",
     "staged_events",
     "upsert_into",
+    "values_among",
 ]

@@ -5,7 +5,7 @@ from datetime import datetime
 from itertools import islice
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, DateTime, MetaData, any_, bindparam
+from sqlalchemy import ColumnElement, DateTime, MetaData, any_, bindparam, select
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -96,3 +96,17 @@ def one_of(
         return
     for piece in in_slices(listed):
         yield column.in_(piece)
+
+
+async def values_among(
+    session: AsyncSession,
+    column: InstrumentedAttribute[Any],
+    values: Iterable[Any],
+    *where: ColumnElement[bool],
+) -> set[Any]:
+    """The distinct values of ``column`` that are among ``values`` (any number, see
+    :func:`one_of`) in rows meeting every condition of ``where``."""
+    found: set[Any] = set()
+    for among in one_of(session, column, values):
+        found.update((await session.execute(select(column).where(among, *where))).scalars())
+    return found

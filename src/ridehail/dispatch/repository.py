@@ -9,7 +9,7 @@ from typing import Any, cast
 from sqlalchemy import Table, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ridehail.db import is_postgresql, one_of, upsert_into
+from ridehail.db import is_postgresql, one_of, upsert_into, values_among
 from ridehail.dispatch.models import Candidate, DriverState, Offer, Search
 
 PENDING = "pending"
@@ -39,18 +39,11 @@ async def lock_searches(
 
 
 async def existing_searches(session: AsyncSession, ride_ids: Collection[str]) -> set[str]:
-    found: set[str] = set()
-    for among in one_of(session, Search.ride_id, ride_ids):
-        found.update((await session.execute(select(Search.ride_id).where(among))).scalars())
-    return found
+    return await values_among(session, Search.ride_id, ride_ids)
 
 
 async def active_searches(session: AsyncSession, ride_ids: Collection[str]) -> set[str]:
-    found: set[str] = set()
-    for among in one_of(session, Search.ride_id, ride_ids):
-        stmt = select(Search.ride_id).where(among, Search.state == "active")
-        found.update((await session.execute(stmt)).scalars())
-    return found
+    return await values_among(session, Search.ride_id, ride_ids, Search.state == "active")
 
 
 async def claim_due_searches(session: AsyncSession, now: datetime, limit: int) -> list[Search]:

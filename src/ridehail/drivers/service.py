@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ridehail.contracts import DriverWentOffline
-from ridehail.db import add_event, one_of
+from ridehail.db import add_event, one_of, values_among
 from ridehail.drivers.models import Driver
 from ridehail.kernel.clock import utcnow
 from ridehail.kernel.errors import NotFound, PermissionDenied
@@ -93,17 +93,9 @@ async def set_availability(
 
 async def available_among(session: AsyncSession, driver_ids: Collection[str]) -> set[str]:
     """The active drivers among ``driver_ids`` (any number) who want offers."""
-    available: set[str] = set()
-    for among in one_of(session, Driver.id, driver_ids):
-        result = await session.execute(
-            select(Driver.id).where(
-                among,
-                Driver.availability == Availability.AVAILABLE.value,
-                Driver.is_active.is_(True),
-            )
-        )
-        available.update(result.scalars())
-    return available
+    available = Driver.availability == Availability.AVAILABLE.value
+    active = Driver.is_active.is_(True)
+    return await values_among(session, Driver.id, driver_ids, available, active)
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ridehail.db import one_of
+from ridehail.db import one_of, values_among
 from ridehail.kernel.errors import Conflict
 from ridehail.rides.domain import DRIVER_ACTIVE, RideStatus
 from ridehail.rides.models import Ride
@@ -108,16 +108,8 @@ async def list_rides(
 
 async def drivers_with_active_rides(session: AsyncSession, driver_ids: Collection[str]) -> set[str]:
     """Those of ``driver_ids`` (any number) on a ride now."""
-    busy: set[str] = set()
-    for among in one_of(session, Ride.driver_id, driver_ids):
-        result = await session.execute(
-            select(Ride.driver_id).where(
-                among,
-                Ride.status.in_([s.value for s in DRIVER_ACTIVE]),
-            )
-        )
-        busy.update(d for d in result.scalars() if d is not None)
-    return busy
+    on_a_ride = Ride.status.in_([s.value for s in DRIVER_ACTIVE])
+    return await values_among(session, Ride.driver_id, driver_ids, on_a_ride)
 
 
 async def pickup_demand(session: AsyncSession, since: datetime) -> dict[str, int]:
