@@ -15,6 +15,7 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 #: Redis Cluster talks node-to-node on the client port plus this.
@@ -76,6 +77,10 @@ def _cli(*args: str, port: int) -> str:
     return out.stdout + out.stderr
 
 
+def _says(port: int, answer: str, *command: str) -> bool:
+    return answer in _cli(*command, port=port)
+
+
 def _wait(what: str, ready: Callable[[], bool], seconds: float = 20.0) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -109,7 +114,7 @@ def running_cluster(directory: Path, masters: int = 3) -> Iterator[Cluster]:
                 )
             )
         for port in ports:
-            _wait(f"node {port} answering", lambda port=port: "PONG" in _cli("PING", port=port))
+            _wait(f"node {port} answering", partial(_says, port, "PONG", "PING"))
         created = _cli(
             "--cluster",
             "create",
@@ -124,7 +129,7 @@ def running_cluster(directory: Path, masters: int = 3) -> Iterator[Cluster]:
         for port in ports:
             _wait(
                 f"node {port} reporting cluster_state:ok",
-                lambda port=port: "cluster_state:ok" in _cli("CLUSTER", "INFO", port=port),
+                partial(_says, port, "cluster_state:ok", "CLUSTER", "INFO"),
             )
         yield Cluster(ports=ports)
     finally:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
 
 import pytest
 
@@ -34,7 +36,7 @@ RAW_BAD_RIDES = {
 }
 
 
-def _raw(body: dict[str, object]) -> bytes:
+def _raw(body: Mapping[str, object]) -> bytes:
     """JSON with literal NaN / Infinity / 1e309 tokens, as a hostile client would send."""
     text = json.dumps(body)
     for token in ("NaN", "-Infinity", "Infinity", "1e309"):
@@ -156,7 +158,7 @@ async def test_bad_registrations_are_422_and_create_no_account(api: Api) -> None
 
 async def test_bad_query_and_availability_values(api: Api) -> None:
     rider, driver = await api.rider(), await api.driver()
-    for params in [
+    bad_params: list[dict[str, Any]] = [
         {"lat": "nan", "lon": 24},
         {"lat": 60, "lon": "inf"},
         {"lat": 91, "lon": 24},
@@ -164,15 +166,17 @@ async def test_bad_query_and_availability_values(api: Api) -> None:
         {"lat": 60, "lon": 24, "radius_m": 10_000_000},
         {"lat": 60, "lon": 24, "limit": 0},
         {"lon": 24},
-    ]:
+    ]
+    for params in bad_params:
         resp = await api.http.get("/api/v1/drivers/nearby", params=params, headers=rider.headers)
         assert resp.status_code == 422, params
-    for params in [
+    bad_pages: list[dict[str, Any]] = [
         {"page_size": 0},
         {"page_size": 101},
         {"status": "flying"},
         {"page_token": "@@@"},
-    ]:
+    ]
+    for params in bad_pages:
         resp = await api.http.get("/api/v1/rides", params=params, headers=rider.headers)
         assert resp.status_code == 422, params
     resp = await api.http.put(
@@ -190,7 +194,7 @@ async def test_oversized_body_is_413(make_api, chunked: bool) -> None:  # type: 
         payload = json.dumps({**GOOD_RIDE, "padding": "x" * 4096}).encode()
         if chunked:
 
-            async def stream():  # type: ignore[no-untyped-def]
+            async def stream() -> AsyncIterator[bytes]:
                 for i in range(0, len(payload), 512):
                     yield payload[i : i + 512]
 

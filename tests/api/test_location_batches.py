@@ -22,9 +22,9 @@ def _points(count: int, *, start: datetime, north_step_m: float = 10) -> list[di
     ]
 
 
-async def _upload(
+async def _upload(  # type: ignore[no-untyped-def]
     api: Api, driver: User, points: list[dict[str, object]], *, as_user: User | None = None
-):  # type: ignore[no-untyped-def]
+):
     who = as_user or driver
     return await api.http.post(
         f"/api/v1/drivers/{driver.id}/locations", json={"locations": points}, headers=who.headers

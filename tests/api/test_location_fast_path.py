@@ -93,7 +93,7 @@ async def test_the_fast_path_serves_good_reports_and_hands_over_the_rest(
 ) -> None:
     """The comparisons above would pass if the fast path never engaged; this one would not."""
     apps, driver, other, _rider = pair
-    ingest = apps.fast.app.location_ingest
+    ingest = apps.fast.app.location_ingest  # type: ignore[attr-defined]
     assert ingest is not None
     handed_over: list[str] = []
     serve = ingest.serve

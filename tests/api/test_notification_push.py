@@ -37,9 +37,9 @@ async def _drain(ws: ClientConnection) -> None:
             await ws.recv()
 
 
-async def test_the_notification_stream_pushes_the_callers_own(
+async def test_the_notification_stream_pushes_the_callers_own(  # type: ignore[no-untyped-def]
     make_live_api, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     async with make_live_api(**settings(tmp_path)) as api:
         alice, bob = await api.rider(), await api.rider()
         await emit(api, payment_failed(alice, "ride_before"))
@@ -83,9 +83,9 @@ async def test_the_notification_stream_needs_auth(make_live_api) -> None:  # typ
             assert ws.close_code == 4401
 
 
-async def test_ride_socket_and_driver_stream_carry_notifications(
+async def test_ride_socket_and_driver_stream_carry_notifications(  # type: ignore[no-untyped-def]
     make_live_api, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     async with make_live_api(**settings(tmp_path), dispatch_enabled=False) as api:
         rider, driver, other = await api.rider(), await api.driver(), await api.rider()
         dropoff = offset(*HELSINKI, north_m=2000, east_m=0)

@@ -285,7 +285,7 @@ async def test_a_redelivered_event_notifies_once(make_api, tmp_path: Path) -> No
                     .select_from(Notification)
                     .where(Notification.status != "sent")
                 )
-            return pending == 0
+            return bool(pending == 0)
 
         await wait_for(all_sent, what="every notification sent")
         lines = messages(log)

@@ -57,9 +57,9 @@ async def test_rolled_back_ride_and_its_event_are_never_published(make_api) -> N
 
 
 @pytest.mark.parametrize("profile", ["production"])
-async def test_a_ride_requested_while_no_dispatcher_runs_is_dispatched_after_restart(
+async def test_a_ride_requested_while_no_dispatcher_runs_is_dispatched_after_restart(  # type: ignore[no-untyped-def]
     make_api,
-    profile: str,  # type: ignore[no-untyped-def]
+    profile: str,
 ) -> None:
     # First process: API only; the ride's event waits in the Redis stream.
     async with make_api(dispatch_enabled=False) as api:

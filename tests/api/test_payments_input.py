@@ -172,7 +172,7 @@ async def test_payment_endpoints_authorization_and_bad_input(papi: Api) -> None:
         assert resp.status_code == 422, resp.text
 
     refund = f"/api/v1/payments/{pid}:refund"
-    for body in (
+    bad_refunds: tuple[dict[str, object], ...] = (
         {"amount": 1.5},  # a number, not a decimal string
         {"amount": "abc"},
         {"amount": "0"},
@@ -184,9 +184,10 @@ async def test_payment_endpoints_authorization_and_bad_input(papi: Api) -> None:
         {"amount": "1e3"},
         {"reason": "x" * 501},
         {"amount": "1.00", "to_account": "mine"},
-    ):
-        resp = await api.http.post(refund, json=body, headers=admin.headers)
-        assert resp.status_code == 422, (body, resp.text)
+    )
+    for bad in bad_refunds:
+        resp = await api.http.post(refund, json=bad, headers=admin.headers)
+        assert resp.status_code == 422, (bad, resp.text)
     after = (await api.http.get(one, headers=admin.headers)).json()
     assert after["refunds"] == [] and after["refunded_amount"]["amount"] == "0.00"
 

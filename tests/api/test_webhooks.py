@@ -146,9 +146,9 @@ async def test_a_failing_endpoint_is_retried_until_it_answers(make_api, tmp_path
             ]
 
 
-async def test_an_endpoint_that_always_fails_goes_dead_and_can_be_redelivered(
+async def test_an_endpoint_that_always_fails_goes_dead_and_can_be_redelivered(  # type: ignore[no-untyped-def]
     make_api, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     with receiver(always_fail=True) as hook:
         async with make_api(**settings(tmp_path)) as api:
             admin = await api.admin()
@@ -172,9 +172,9 @@ async def test_an_endpoint_that_always_fails_goes_dead_and_can_be_redelivered(
             assert_signed(hook, webhook["secret"])
 
 
-async def test_unreachable_endpoint_goes_dead_and_deleted_endpoint_gets_nothing(
+async def test_unreachable_endpoint_goes_dead_and_deleted_endpoint_gets_nothing(  # type: ignore[no-untyped-def]
     make_api, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     with receiver() as hook:
         closed_url = hook.url
     async with make_api(**settings(tmp_path)) as api:
@@ -264,7 +264,7 @@ async def test_webhook_endpoints_refuse_bad_input_and_non_admins(api: Api) -> No
         "webhooks": []
     }
 
-    created = await create(api, admin, good["url"], ["rides.completed", "rides.completed"])
+    created = await create(api, admin, str(good["url"]), ["rides.completed", "rides.completed"])
     assert created["events"] == ["rides.completed"]
     webhook_id = created["webhook_id"]
     deliveries_path = f"/api/v1/webhooks/{webhook_id}/deliveries"

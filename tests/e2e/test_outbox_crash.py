@@ -110,7 +110,8 @@ async def test_relay_killed_between_publish_and_mark_is_redelivered_and_applied_
 
         await _wait_for(republished, what="the second relay to publish and mark")
         entries = await redis.xrange(stream)
-        assert [fields["id"] for _, fields in entries] == [event.event_id, event.event_id]
+        ids = [fields["id"] for _, fields in entries]  # type: ignore[union-attr,index]
+        assert ids == [event.event_id, event.event_id]
 
         # The consumer sees the event twice and applies it once: one payment for the ride.
         processes.start(["worker", "payments"], env, "payments")
@@ -119,7 +120,7 @@ async def test_relay_killed_between_publish_and_mark_is_redelivered_and_applied_
             status = await lock.fetchval(
                 "SELECT status FROM payments_payments WHERE ride_id = $1", event.ride_id
             )
-            return status == "captured"
+            return bool(status == "captured")
 
         await _wait_for(charged, what="the ride's payment")
 

@@ -118,7 +118,7 @@ def walkthrough(base_url: str) -> dict[str, object]:
         assert seen["fare"] == body["fare"]
         metrics = http.get("/metrics").text
         assert "ridehail_http_requests_total" in metrics
-        return body
+        return dict(body)
 
 
 def test_embedded_default_serves_the_walkthrough(processes: Processes, tmp_path: Path) -> None:

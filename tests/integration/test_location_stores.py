@@ -579,7 +579,7 @@ async def test_geo_scores_are_those_geoadd_computes(
         for n, (lat, lon) in enumerate(points):
             pipe.geoadd(key, [lon, lat, str(n)])
         await pipe.execute()
-    stored = dict(await redis_client.zrange(key, 0, -1, withscores=True))
+    stored: dict[bytes, float] = dict(await redis_client.zrange(key, 0, -1, withscores=True))  # type: ignore[arg-type]
     for n, (lat, lon) in enumerate(points):
         assert stored[str(n).encode()] == geo_score(lat, lon), (lat, lon)
     # At the very top of the ranges GEOADD spills a bit into the other coordinate; the
@@ -840,7 +840,7 @@ async def _published(
                 messages.append((channel, message["data"].decode()))
         return messages
     finally:
-        await pubsub.aclose()
+        await pubsub.aclose()  # type: ignore[no-untyped-call]
 
 
 def _as_published(fixes: list[LocationFix]) -> list[tuple[str, str]]:

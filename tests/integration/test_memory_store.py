@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import random
 import tracemalloc
+from array import array
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -356,7 +357,7 @@ def test_box_holds_every_point_within_reach_and_the_bound_is_below_haversine(
             row, column = divmod(grid.cell(lat, lon), grid.stride)
             occupied.setdefault(row, set()).add(column)
         box = memory._Box(
-            grid, {row: sorted(cols) for row, cols in occupied.items()}, *centre, radius
+            grid, {row: array("i", sorted(cols)) for row, cols in occupied.items()}, *centre, radius
         )
         returned: set[int] = set()
         for reach in reaches:

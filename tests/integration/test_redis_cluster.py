@@ -25,7 +25,8 @@ from redis.asyncio.cluster import RedisCluster
 
 from ridehail.kernel.geo import haversine_m, offset
 from ridehail.locations.ports import LocationFix, Recorded, position_channel, position_message
-from ridehail.locations.redis_store import RedisLocationStore, _RegionOps, geo_score, to_us
+from ridehail.locations.records import to_us
+from ridehail.locations.redis_store import RedisLocationStore, _RegionOps, geo_score
 from tests.redis_servers import Cluster, running_cluster
 
 pytestmark = pytest.mark.redis
@@ -105,6 +106,7 @@ def border_between_masters(
             continue
         west_node = client.get_node_from_key(store.region_keys(west_region)[0])
         east_node = client.get_node_from_key(store.region_keys(east_region)[0])
+        assert west_node is not None and east_node is not None
         if west_node.name != east_node.name:
             return east, n
     raise AssertionError("no region border between two masters within 300 km")
@@ -253,10 +255,10 @@ async def test_record_many_matches_a_single_redis(
             expected = await stores["single"].current(driver)
             assert await stores["batched"].current(driver) == expected
             assert await stores["one by one"].current(driver) == expected
-        for at in (CENTRE, far):
-            expected_ids = await ids_near(stores["single"], at, 3_000)
-            assert await ids_near(stores["batched"], at, 3_000) == expected_ids
-            assert await ids_near(stores["one by one"], at, 3_000) == expected_ids
+        for point in (CENTRE, far):
+            expected_ids = await ids_near(stores["single"], point, 3_000)
+            assert await ids_near(stores["batched"], point, 3_000) == expected_ids
+            assert await ids_near(stores["one by one"], point, 3_000) == expected_ids
         trace = await stores["single"].end_trace("d3")
         assert len(trace) > 30
         assert await stores["batched"].end_trace("d3") == trace
@@ -365,7 +367,7 @@ async def test_live_positions_are_announced_on_the_cluster(
         ]
         assert sorted(received) == sorted(expected)
     finally:
-        await pubsub.aclose()
+        await pubsub.aclose()  # type: ignore[no-untyped-call]
         await listener.aclose()
 
 

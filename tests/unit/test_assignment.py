@@ -142,7 +142,8 @@ def test_empty_inputs() -> None:
     assert assign(3, 0, []) == []
     assert assign(0, 3, []) == []
     assert assign(3, 3, []) == []
-    assert assign(3, 3, EdgeArrays(np.array([], dtype=np.int64), [], [])) == []
+    no_ids = np.array([], dtype=np.int64)
+    assert assign(3, 3, EdgeArrays(no_ids, no_ids, np.array([]))) == []
     assert solve(build(0, 0, [])) == []
 
 
