@@ -17,6 +17,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import h3
 import pytest
@@ -140,7 +141,9 @@ async def test_search_merges_regions_held_by_different_masters(
 
 
 @pytest.mark.parametrize("k", [1, 6], ids=["few cells", "many cells"])
-async def test_drivers_in_cells_across_masters(client: RedisCluster, prefix: str, k: int) -> None:
+async def test_drivers_in_cells_across_masters(
+    client: RedisCluster, prefix: str, k: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Supply per cell around a region border whose sides live on different masters: cells
     searched around one by one (few) or regions read whole, page by page (many)."""
     store = make_store(client, prefix)
@@ -160,7 +163,20 @@ async def test_drivers_in_cells_across_masters(client: RedisCluster, prefix: str
         store.region_of(*east[border - 1]),
         store.region_of(*east[border]),
     }
+    scans: list[str] = []
+    scan_region = store._scan_region
+
+    async def counted(region: str, *args: Any) -> None:
+        scans.append(region)
+        await scan_region(region, *args)
+
+    monkeypatch.setattr(store, "_scan_region", counted)
     assert await store.drivers_in_cells(cells, fresh_since=FRESH_SINCE) == expected
+    # Seven cells are searched around; 127 make both border regions worth reading whole.
+    if k == 1:
+        assert scans == []
+    else:
+        assert set(scans) >= {store.region_of(*east[border - 1]), store.region_of(*east[border])}
     # A search returning that many drivers reads their states across hundreds of slots
     # (it ran out of connections when each slot's MGET was a call of its own).
     everyone = await store.nearest(

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ridehail.contracts import DriverWentOffline
@@ -91,11 +91,14 @@ async def set_availability(
     return driver
 
 
+def _wants_offers() -> tuple[ColumnElement[bool], ...]:
+    """The driver is active and available: who dispatch may offer rides to."""
+    return (Driver.availability == Availability.AVAILABLE.value, Driver.is_active.is_(True))
+
+
 async def available_among(session: AsyncSession, driver_ids: Collection[str]) -> set[str]:
     """The active drivers among ``driver_ids`` (any number) who want offers."""
-    available = Driver.availability == Availability.AVAILABLE.value
-    active = Driver.is_active.is_(True)
-    return await values_among(session, Driver.id, driver_ids, available, active)
+    return await values_among(session, Driver.id, driver_ids, *_wants_offers())
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,9 +118,7 @@ async def dispatch_profiles(
     for among in one_of(session, Driver.id, driver_ids):
         result = await session.execute(
             select(Driver.id, Driver.vehicle_seats, Driver.availability_changed_at).where(
-                among,
-                Driver.availability == Availability.AVAILABLE.value,
-                Driver.is_active.is_(True),
+                among, *_wants_offers()
             )
         )
         for driver_id, seats, since in result.all():

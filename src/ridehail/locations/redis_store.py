@@ -238,6 +238,16 @@ def _deliver(done: Callable[[list[Recorded] | Exception], None], count: int, rep
     done(outcomes)
 
 
+def _live_in(state: bytes | None, region: str, since_us: int) -> tuple[int, float, float] | None:
+    """(fix µs, latitude, longitude) of a driver's state, if it files the driver under
+    ``region`` (a member elsewhere is a leftover) and the fix is not older than
+    ``since_us``; otherwise None. The state is the truth for every read of a region."""
+    if state is None or state[_STATE_REGION:].decode() != region:
+        return None
+    live: tuple[int, float, float] = _CORE.unpack_from(state)
+    return live if live[0] >= since_us else None
+
+
 def _text(value: bytes | str) -> str:
     """Replies are bytes or str depending on the client's ``decode_responses``."""
     return value.decode() if isinstance(value, bytes) else value
@@ -479,12 +489,12 @@ class RedisLocationStore:
         # A region holds about 7 ** (resolution difference) cells: read it whole when an
         # eighth of them are wanted.
         whole = max(1, 7 ** (resolution - self._resolution) // _SCAN_SHARE)
-        scanned = sorted(region for region, n in touching.items() if n >= whole)
+        scanned = {region for region, n in touching.items() if n >= whole}
         since_us = to_us(fresh_since)
         where: dict[str, str] = {}
-        for region in scanned:
+        for region in sorted(scanned):
             await self._scan_region(region, wanted, resolution, since_us, where)
-        rest = [wanted[c] for c, regions in regions_of.items() if not set(regions) <= set(scanned)]
+        rest = [wanted[c] for c, regions in regions_of.items() if not scanned.issuperset(regions)]
         if rest:
             where.update(
                 await drivers_in_cells_by_search(self.nearest, rest, fresh_since=fresh_since)
@@ -509,12 +519,10 @@ class RedisLocationStore:
             ids = [_text(member) for member, _score in members]
             states = await self._states(ids) if ids else []
             for driver_id, state in zip(ids, states, strict=True):
-                if state is None or state[_STATE_REGION:].decode() != region:
+                live = _live_in(state, region, since_us)
+                if live is None:
                     continue
-                micros, lat, lon = _CORE.unpack_from(state)
-                if micros < since_us:
-                    continue
-                cell = wanted.get(h3.latlng_to_cell(lat, lon, resolution))
+                cell = wanted.get(h3.latlng_to_cell(live[1], live[2], resolution))
                 if cell is not None:
                     where[driver_id] = cell
             if cursor == 0:
@@ -873,11 +881,10 @@ class RedisLocationStore:
         states = await self._states([member for _distance, member, _region in members])
         hits: list[NearbyDriver] = []
         for (_distance, driver_id, region), state in zip(members, states, strict=True):
-            if state is None or state[_STATE_REGION:].decode() != region:
+            live = _live_in(state, region, since_us)
+            if live is None:
                 continue
-            micros, lat, lon = _CORE.unpack_from(state)
-            if micros < since_us:
-                continue
+            micros, lat, lon = live
             distance = haversine_m(latitude, longitude, lat, lon)
             if distance <= radius_m:
                 hits.append(

@@ -1,6 +1,5 @@
 """Pricing: fare estimates, final fares, fees and surge."""
 
-from ridehail.kernel.geo import cell_reach_m
 from ridehail.pricing.domain import (
     CANCELLATION,
     NO_SHOW,
@@ -53,7 +52,6 @@ __all__ = [
     "SurgePolicy",
     "SurgeQuote",
     "cell_of",
-    "cell_reach_m",
     "centre_of",
     "compute_fare",
     "compute_surge",
